@@ -1,0 +1,2 @@
+DROP TABLE quicksilver_executions;
+DROP TABLE quicksilver_tasks;

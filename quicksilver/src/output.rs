@@ -1,0 +1,268 @@
+//! Execution output: what a command writes and the `tracing` events it emits
+//! during its run, capped in size.
+
+use std::collections::HashMap;
+use std::fmt::{self, Write as _};
+use std::io::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id};
+use tracing::{Event, Subscriber};
+use tracing_subscriber::layer::Context as LayerContext;
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::Layer;
+
+/// The maximum size of an execution's output, in bytes: 1 MiB.
+///
+/// Output past it is dropped and a line saying how much was dropped ends
+/// the stored output.
+pub const OUTPUT_LIMIT: usize = 1024 * 1024;
+
+/// The name of the span each run executes in.
+pub(crate) const EXECUTION_SPAN: &str = "quicksilver.execution";
+
+/// The bounded text of one execution's output.
+#[derive(Debug)]
+pub(crate) struct OutputBuffer {
+    state: Mutex<BufferState>,
+    limit: usize,
+    echo: bool,
+}
+
+#[derive(Debug, Default)]
+struct BufferState {
+    text: String,
+    dropped: usize,
+}
+
+impl OutputBuffer {
+    pub(crate) fn new(limit: usize, echo: bool) -> Self {
+        OutputBuffer {
+            state: Mutex::new(BufferState::default()),
+            limit,
+            echo,
+        }
+    }
+
+    /// Appends `text`, keeping at most the limit and counting the rest.
+    pub(crate) fn push(&self, text: &str) {
+        if self.echo {
+            let mut stdout = std::io::stdout().lock();
+            // A closed stdout must not fail the command that writes.
+            let _ = stdout.write_all(text.as_bytes());
+            let _ = stdout.flush();
+        }
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let room = self.limit.saturating_sub(state.text.len());
+        if text.len() <= room {
+            state.text.push_str(text);
+        } else {
+            let mut cut = room;
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            state.text.push_str(&text[..cut]);
+            state.dropped += text.len() - cut;
+        }
+    }
+
+    /// Returns the output so far, with the truncation marker when some was
+    /// dropped.
+    pub(crate) fn contents(&self) -> String {
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if state.dropped == 0 {
+            return state.text.clone();
+        }
+        let mut text = state.text.clone();
+        if !text.ends_with('\n') {
+            text.push('\n');
+        }
+        let _ = write!(
+            text,
+            "[output truncated: {} more bytes were dropped past the {} byte limit]",
+            state.dropped, self.limit
+        );
+        text
+    }
+}
+
+/// Buffers of running executions, by execution id, for the capture layer.
+fn active() -> &'static Mutex<HashMap<i64, Arc<OutputBuffer>>> {
+    static ACTIVE: OnceLock<Mutex<HashMap<i64, Arc<OutputBuffer>>>> = OnceLock::new();
+    ACTIVE.get_or_init(Mutex::default)
+}
+
+static LAYER_INSTALLED: AtomicBool = AtomicBool::new(false);
+
+/// Returns whether a [`capture_layer`] is part of a registered subscriber.
+pub(crate) fn capture_installed() -> bool {
+    LAYER_INSTALLED.load(Ordering::Relaxed)
+}
+
+/// Makes `buffer` the destination of events in the span of `execution_id`
+/// until the returned guard drops.
+pub(crate) fn register(execution_id: i64, buffer: Arc<OutputBuffer>) -> Registration {
+    active()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(execution_id, buffer);
+    Registration { execution_id }
+}
+
+pub(crate) struct Registration {
+    execution_id: i64,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        active()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.execution_id);
+    }
+}
+
+/// Returns a `tracing` layer that copies the events a command emits during
+/// a run into that execution's output.
+///
+/// Add it to the host's subscriber; without it the output holds only what
+/// commands write to their [`Context`](crate::Context), and the runner says
+/// so once at start.
+///
+/// # Examples
+///
+/// ```
+/// use tracing_subscriber::prelude::*;
+///
+/// tracing_subscriber::registry()
+///     .with(tracing_subscriber::fmt::layer())
+///     .with(quicksilver::capture_layer())
+///     .init();
+/// ```
+pub fn capture_layer() -> CaptureLayer {
+    CaptureLayer { _private: () }
+}
+
+/// The layer returned by [`capture_layer`].
+#[derive(Debug)]
+pub struct CaptureLayer {
+    _private: (),
+}
+
+struct SpanBuffer(Arc<OutputBuffer>);
+
+impl<S> Layer<S> for CaptureLayer
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_register_dispatch(&self, _subscriber: &tracing::Dispatch) {
+        LAYER_INSTALLED.store(true, Ordering::Relaxed);
+    }
+
+    fn on_new_span(&self, attributes: &Attributes<'_>, id: &Id, context: LayerContext<'_, S>) {
+        if attributes.metadata().name() != EXECUTION_SPAN {
+            return;
+        }
+        let mut visitor = ExecutionIdVisitor(None);
+        attributes.record(&mut visitor);
+        let Some(execution_id) = visitor.0 else {
+            return;
+        };
+        let buffer = active()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&execution_id)
+            .cloned();
+        if let (Some(buffer), Some(span)) = (buffer, context.span(id)) {
+            span.extensions_mut().insert(SpanBuffer(buffer));
+        }
+    }
+
+    fn on_event(&self, event: &Event<'_>, context: LayerContext<'_, S>) {
+        let Some(scope) = context.event_scope(event) else {
+            return;
+        };
+        for span in scope {
+            let extensions = span.extensions();
+            if let Some(SpanBuffer(buffer)) = extensions.get::<SpanBuffer>() {
+                let metadata = event.metadata();
+                let mut line = format!("{} {}: ", metadata.level(), metadata.target());
+                event.record(&mut LineVisitor(&mut line));
+                line.push('\n');
+                buffer.push(&line);
+                return;
+            }
+        }
+    }
+}
+
+struct ExecutionIdVisitor(Option<i64>);
+
+impl Visit for ExecutionIdVisitor {
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        if field.name() == "execution.id" {
+            self.0 = Some(value);
+        }
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        if field.name() == "execution.id" {
+            self.0 = i64::try_from(value).ok();
+        }
+    }
+
+    fn record_debug(&mut self, _field: &Field, _value: &dyn fmt::Debug) {}
+}
+
+/// Formats an event as `message key=value key=value`.
+struct LineVisitor<'a>(&'a mut String);
+
+impl Visit for LineVisitor<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.0.push_str(value);
+        } else {
+            let _ = write!(self.0, " {}={value:?}", field.name());
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if field.name() == "message" {
+            let _ = write!(self.0, "{value:?}");
+        } else {
+            let _ = write!(self.0, " {}={value:?}", field.name());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buffer_cuts_at_limit_with_marker() {
+        let buffer = OutputBuffer::new(10, false);
+        buffer.push("0123456789abcdef");
+        buffer.push("more");
+        let text = buffer.contents();
+        assert!(text.starts_with("0123456789\n"), "{text}");
+        assert!(text.contains("10 more bytes were dropped"), "{text}");
+    }
+
+    #[test]
+    fn buffer_cuts_on_char_boundary() {
+        let buffer = OutputBuffer::new(5, false);
+        buffer.push("abcdé");
+        let text = buffer.contents();
+        assert!(text.starts_with("abcd\n"), "{text}");
+    }
+
+    #[test]
+    fn buffer_under_limit_has_no_marker() {
+        let buffer = OutputBuffer::new(100, false);
+        buffer.push("fine\n");
+        assert_eq!(buffer.contents(), "fine\n");
+    }
+}

@@ -1,0 +1,991 @@
+//! The runner: claims the due tasks of one queue and runs them.
+
+use std::future::Future;
+use std::hash::{BuildHasher, Hasher};
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, TimeDelta, Utc};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tracing::Instrument;
+
+use crate::clock::{Clock, SystemClock};
+use crate::command::{find_command, CauseChain, NextRun};
+use crate::context::{Context, ContextParts};
+use crate::execution::Status;
+use crate::lock::{self, Attempt, LockError, LockKind};
+use crate::output::{self, OutputBuffer, EXECUTION_SPAN, OUTPUT_LIMIT};
+use crate::store::{Claim, Finish, Store, StoreError};
+use crate::task::DEFAULT_QUEUE;
+
+/// The default bound on how long the runner sleeps between checks.
+pub const DEFAULT_SLEEP_DURATION: Duration = Duration::from_secs(5);
+
+/// The default time running executions get to finish after a stop signal.
+pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(20);
+
+/// A wall-clock jump larger than this, against the monotonic clock, makes
+/// the runner move the queue's schedule with it.
+const CLOCK_JUMP_TOLERANCE: TimeDelta = TimeDelta::seconds(2);
+
+/// The longest wait between retries of a failed database call.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
+
+/// The errors that stop a runner before or while it runs.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunnerError {
+    /// A runner option is out of range.
+    #[error("invalid runner option {option} = {value}: {reason}")]
+    InvalidOption {
+        /// The option's name.
+        option: &'static str,
+        /// The rejected value.
+        value: String,
+        /// The accepted range.
+        reason: &'static str,
+    },
+    /// Two functions register the same command name.
+    #[error("command names registered more than once: {0}; rename one with #[quicksilver::command(name = \"...\")]")]
+    DuplicateCommands(String),
+    /// The store failed in a way a retry cannot cure.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The queue lock file could not be used.
+    #[error(transparent)]
+    Lock(#[from] LockError),
+}
+
+/// Why a runner returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StopReason {
+    /// Another runner on this machine serves the queue; this one did nothing.
+    QueueTaken {
+        /// What the other runner wrote in the lock file: its pid and
+        /// identity.
+        holder: String,
+    },
+    /// SIGINT or SIGTERM arrived; the name of the signal.
+    Signal(&'static str),
+    /// The shutdown future given to [`RunnerBuilder::shutdown_signal`]
+    /// completed.
+    Shutdown,
+    /// The restart time set with [`RunnerBuilder::restart_after`] passed;
+    /// the caller starts a fresh runner or process.
+    RestartDue,
+}
+
+/// A runner of one queue.
+///
+/// A runner claims the due tasks of its queue from the store, runs each in
+/// the command registered under the task's command name, and records each
+/// run as an execution. It sleeps until the next task falls due, and wakes
+/// early when a task changes through the same [`Store`].
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn example() -> Result<(), quicksilver::RunnerError> {
+/// use std::time::Duration;
+///
+/// let reason = quicksilver::Runner::run_queue("default")
+///     .sleep_duration(Duration::from_secs(5))
+///     .restart_after(Duration::from_secs(30 * 60))
+///     .run()
+///     .await?;
+/// println!("runner stopped: {reason:?}");
+/// # Ok(())
+/// # }
+/// ```
+pub struct Runner {
+    options: Options,
+    store: Option<Store>,
+    database_url: Option<String>,
+    shutdown: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    identity: String,
+}
+
+/// The options of a [`Runner`].
+#[must_use = "a runner builder does nothing until `run` or `build` is called"]
+pub struct RunnerBuilder {
+    options: Options,
+    store: Option<Store>,
+    database_url: Option<String>,
+    shutdown: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+}
+
+/// The validated options that the runner and its executions share.
+struct Options {
+    queue: String,
+    clock: Arc<dyn Clock>,
+    sleep_duration: Duration,
+    restart_after: Option<Duration>,
+    concurrency: usize,
+    grace_period: Duration,
+    default_max_duration: Option<Duration>,
+    lock_dir: PathBuf,
+    handle_signals: bool,
+}
+
+impl std::fmt::Debug for RunnerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.options.fmt(f)
+    }
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunnerOptions")
+            .field("queue", &self.queue)
+            .field("sleep_duration", &self.sleep_duration)
+            .field("restart_after", &self.restart_after)
+            .field("concurrency", &self.concurrency)
+            .field("grace_period", &self.grace_period)
+            .field("default_max_duration", &self.default_max_duration)
+            .field("lock_dir", &self.lock_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Runner {
+    /// Starts building a runner for `queue`.
+    pub fn run_queue(queue: impl Into<String>) -> RunnerBuilder {
+        RunnerBuilder {
+            store: None,
+            database_url: None,
+            shutdown: None,
+            options: Options {
+                queue: queue.into(),
+                clock: Arc::new(SystemClock),
+            sleep_duration: DEFAULT_SLEEP_DURATION,
+            restart_after: None,
+            concurrency: 1,
+            grace_period: DEFAULT_GRACE_PERIOD,
+            default_max_duration: None,
+                lock_dir: lock::default_lock_dir(),
+                handle_signals: true,
+            },
+        }
+    }
+
+    /// Starts building a runner for the `default` queue.
+    pub fn builder() -> RunnerBuilder {
+        Runner::run_queue(DEFAULT_QUEUE)
+    }
+
+    /// Returns the runner's identity: host name, process id and a random
+    /// part, as recorded in each execution it runs.
+    pub fn identity(&self) -> &str {
+        &self.identity
+    }
+
+    /// Runs the queue until a stop signal, the shutdown future, or the
+    /// restart time.
+    ///
+    /// Returns at once with [`StopReason::QueueTaken`] when another runner
+    /// on this machine holds the queue's lock.
+    ///
+    /// # Errors
+    ///
+    /// - [`RunnerError::Store`] when the store cannot be opened, or fails
+    ///   with an error that retrying cannot cure.
+    /// - [`RunnerError::Lock`] when the queue's lock file cannot be used.
+    /// - [`RunnerError::DuplicateCommands`] when two functions register the
+    ///   same command name.
+    pub async fn run(self) -> Result<StopReason, RunnerError> {
+        let Runner {
+            options,
+            store,
+            database_url,
+            shutdown,
+            identity,
+        } = self;
+        let store = match store {
+            Some(store) => store,
+            None => match &database_url {
+                Some(url) => Store::open(url).await?,
+                None => Store::open_from_env().await?,
+            },
+        };
+        let state = RunState {
+            store,
+            options: Arc::new(options),
+            identity: Arc::from(identity),
+        };
+        state.run(shutdown).await
+    }
+}
+
+impl RunnerBuilder {
+    /// Sets the queue to run.
+    pub fn queue(mut self, queue: impl Into<String>) -> Self {
+        self.options.queue = queue.into();
+        self
+    }
+
+    /// Sets the store; by default the runner opens the one named by
+    /// `QUICKSILVER_DATABASE_URL`.
+    pub fn store(mut self, store: Store) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Sets the database URL to open when no store is given.
+    pub fn database_url(mut self, url: impl Into<String>) -> Self {
+        self.database_url = Some(url.into());
+        self
+    }
+
+    /// Sets the clock; [`SystemClock`] by default.
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.options.clock = Arc::new(clock);
+        self
+    }
+
+    /// Sets the longest sleep between two checks of the queue (5 s by
+    /// default).
+    ///
+    /// The runner wakes at each task's due time and when a task changes
+    /// through its own store whatever this is; the bound decides how soon
+    /// it sees tasks changed by another process, such as the CLI.
+    pub fn sleep_duration(mut self, sleep_duration: Duration) -> Self {
+        self.options.sleep_duration = sleep_duration;
+        self
+    }
+
+    /// Makes the runner stop claiming after `restart_after`, let running
+    /// executions finish, and return [`StopReason::RestartDue`].
+    pub fn restart_after(mut self, restart_after: Duration) -> Self {
+        self.options.restart_after = Some(restart_after);
+        self
+    }
+
+    /// Sets how many executions of the queue may run at once (1 by
+    /// default). Two runs of one task never overlap, whatever this is.
+    pub fn concurrency(mut self, concurrency: usize) -> Self {
+        self.options.concurrency = concurrency;
+        self
+    }
+
+    /// Sets how long running executions get to finish after a stop signal
+    /// before they are recorded `killed` (20 s by default).
+    pub fn grace_period(mut self, grace_period: Duration) -> Self {
+        self.options.grace_period = grace_period;
+        self
+    }
+
+    /// Sets the max duration of runs of tasks that set none.
+    pub fn default_max_duration(mut self, max_duration: Duration) -> Self {
+        self.options.default_max_duration = Some(max_duration);
+        self
+    }
+
+    /// Sets the folder of lock files; `QUICKSILVER_LOCK_DIR` or the
+    /// system's temporary folder by default.
+    pub fn lock_dir(mut self, lock_dir: impl Into<PathBuf>) -> Self {
+        self.options.lock_dir = lock_dir.into();
+        self
+    }
+
+    /// Sets whether SIGINT and SIGTERM stop the runner (on by default).
+    pub fn handle_signals(mut self, handle_signals: bool) -> Self {
+        self.options.handle_signals = handle_signals;
+        self
+    }
+
+    /// Stops the runner gracefully when `shutdown` completes.
+    pub fn shutdown_signal(mut self, shutdown: impl Future<Output = ()> + Send + 'static) -> Self {
+        self.shutdown = Some(Box::pin(shutdown));
+        self
+    }
+
+    /// Validates the options and returns the runner.
+    ///
+    /// # Errors
+    ///
+    /// - [`RunnerError::InvalidOption`] for an empty queue name, a
+    ///   concurrency of 0, a sleep duration under 10 ms or a zero max
+    ///   duration.
+    pub fn build(self) -> Result<Runner, RunnerError> {
+        let options = &self.options;
+        if options.queue.trim().is_empty() {
+            return Err(RunnerError::InvalidOption {
+                option: "queue",
+                value: format!("{:?}", options.queue),
+                reason: "a queue needs a name, such as `default`",
+            });
+        }
+        if options.concurrency == 0 {
+            return Err(RunnerError::InvalidOption {
+                option: "concurrency",
+                value: "0".to_owned(),
+                reason: "at least 1 execution must be able to run",
+            });
+        }
+        if options.sleep_duration < Duration::from_millis(10) {
+            return Err(RunnerError::InvalidOption {
+                option: "sleep_duration",
+                value: format!("{:?}", options.sleep_duration),
+                reason: "use at least 10 ms; the runner wakes at each due time anyway",
+            });
+        }
+        if options.default_max_duration == Some(Duration::ZERO) {
+            return Err(RunnerError::InvalidOption {
+                option: "default_max_duration",
+                value: "0s".to_owned(),
+                reason: "a zero max duration would kill every run",
+            });
+        }
+        Ok(Runner {
+            options: self.options,
+            store: self.store,
+            database_url: self.database_url,
+            shutdown: self.shutdown,
+            identity: runner_identity(),
+        })
+    }
+
+    /// Builds the runner and runs it; see [`Runner::run`].
+    ///
+    /// # Errors
+    ///
+    /// - As [`RunnerBuilder::build`] and [`Runner::run`].
+    pub async fn run(self) -> Result<StopReason, RunnerError> {
+        self.build()?.run().await
+    }
+}
+
+/// Returns `host:pid:random`, unique among runners that share a database.
+pub(crate) fn runner_identity() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned());
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
+    format!("{host}:{}:{:08x}", std::process::id(), hasher.finish() as u32)
+}
+
+struct RunState {
+    store: Store,
+    options: Arc<Options>,
+    identity: Arc<str>,
+}
+
+impl RunState {
+    async fn run(
+        &self,
+        shutdown: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    ) -> Result<StopReason, RunnerError> {
+        let options = &self.options;
+        let queue = options.queue.as_str();
+        let span = tracing::info_span!("quicksilver.runner", queue.name = queue, runner.id = %self.identity);
+
+        let duplicates = crate::command::duplicate_commands();
+        if !duplicates.is_empty() {
+            let listed: Vec<String> = duplicates
+                .iter()
+                .map(|(name, modules)| format!("`{name}` in {}", modules.join(" and ")))
+                .collect();
+            return Err(RunnerError::DuplicateCommands(listed.join(", ")));
+        }
+
+        let lock_path = lock::lock_path(&options.lock_dir, &self.store.key(), LockKind::Queue, queue);
+        let note = format!("pid {} runner {}", std::process::id(), self.identity);
+        let _queue_lock = match lock::try_lock(&lock_path, &note)? {
+            Attempt::Acquired(held) => held,
+            Attempt::Taken { holder } => {
+                tracing::info!(parent: &span, lock.path = %lock_path.display(), holder = %holder,
+                    "queue is taken by another runner on this machine; exiting");
+                return Ok(StopReason::QueueTaken { holder });
+            }
+        };
+        tracing::info!(parent: &span, database = %self.store.url(), "runner started");
+        if !output::capture_installed() {
+            tracing::warn!(parent: &span,
+                "quicksilver::capture_layer() is not part of the tracing subscriber: \
+                 events that commands emit will not appear in execution output");
+        }
+
+        self.kill_orphans(&span).await?;
+        self.serve(shutdown).instrument(span).await
+    }
+
+    /// Marks the executions of this queue left `ongoing` by a runner that
+    /// is gone. Holding the queue lock proves no live runner on this
+    /// machine serves the queue.
+    async fn kill_orphans(&self, span: &tracing::Span) -> Result<(), RunnerError> {
+        let now = self.options.clock.now();
+        let reason = format!(
+            "killed: the runner that started this execution stopped before it ended \
+             (found by runner {} at {})",
+            self.identity,
+            now.to_rfc3339()
+        );
+        let killed = retry(span, "mark orphaned executions", || {
+            self.store.kill_ongoing(&self.options.queue, reason.clone(), now)
+        })
+        .await?;
+        for execution_id in killed {
+            tracing::warn!(parent: span, execution.id = execution_id,
+                "marked execution killed: it was left ongoing by a runner that stopped");
+        }
+        Ok(())
+    }
+
+    async fn serve(
+        &self,
+        shutdown: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    ) -> Result<StopReason, RunnerError> {
+        let options = &self.options;
+        let clock = options.clock.clone();
+        let mut stop = Box::pin(stop_signal(options.handle_signals, shutdown));
+        let restart_at = options
+            .restart_after
+            .map(|after| tokio::time::Instant::now() + after);
+        let (kill_sender, kill_receiver) = watch::channel(None::<String>);
+        let mut running: JoinSet<()> = JoinSet::new();
+
+        let mut last_wall = clock.now();
+        let mut last_instant = Instant::now();
+        let mut failures = 0u32;
+
+        let reason = loop {
+            let now = clock.now();
+            let elapsed = TimeDelta::from_std(last_instant.elapsed()).unwrap_or(TimeDelta::MAX);
+            let skew = now - (last_wall + elapsed);
+            if skew.abs() > CLOCK_JUMP_TOLERANCE {
+                self.follow_clock_jump(skew, now).await;
+            }
+            last_wall = now;
+            last_instant = Instant::now();
+
+            let free = options.concurrency.saturating_sub(running.len());
+            let mut next_due = None;
+            match self
+                .store
+                .claim_due(&options.queue, now, free, &self.identity)
+                .await
+            {
+                Ok(batch) => {
+                    if failures > 0 {
+                        tracing::info!(failures, "database reachable again; claiming resumed");
+                    }
+                    failures = 0;
+                    for claim in batch.claims {
+                        let execution = Execution::new(self, claim, kill_receiver.clone());
+                        running.spawn(execution.run());
+                    }
+                    next_due = batch.next_due;
+                }
+                Err(error) if error.is_transient() => {
+                    failures += 1;
+                    if failures == 1 || failures.is_power_of_two() {
+                        tracing::error!(error = %CauseChain(&error), failures,
+                            "claiming due tasks failed; retrying");
+                    }
+                }
+                Err(error) => return Err(error.into()),
+            }
+
+            let now = clock.now();
+            let retry_delay = backoff(failures);
+            let mut deadline = now + to_delta(options.sleep_duration.min(retry_delay));
+            if let Some(due) = next_due {
+                if running.len() < options.concurrency && failures == 0 {
+                    deadline = deadline.min(due);
+                }
+            }
+
+            tokio::select! {
+                () = clock.sleep_until(deadline) => {}
+                () = self.store.changed() => {}
+                Some(_) = running.join_next(), if !running.is_empty() => {}
+                reason = &mut stop => break reason,
+                () = sleep_until_option(restart_at) => break StopReason::RestartDue,
+            }
+        };
+
+        self.drain(reason, &mut running, &kill_sender, &mut stop)
+            .await
+    }
+
+    /// Waits for running executions after the runner stopped claiming.
+    async fn drain(
+        &self,
+        reason: StopReason,
+        running: &mut JoinSet<()>,
+        kill_sender: &watch::Sender<Option<String>>,
+        stop: &mut Pin<Box<impl Future<Output = StopReason>>>,
+    ) -> Result<StopReason, RunnerError> {
+        let grace = self.options.grace_period;
+        let mut reason = reason;
+        tracing::info!(reason = ?reason, running = running.len(), "runner stopping");
+
+        // A restart lets runs finish however long they take, unless a stop
+        // signal arrives meanwhile; a stop signal gives them the grace period.
+        if reason == StopReason::RestartDue {
+            loop {
+                tokio::select! {
+                    joined = running.join_next() => if joined.is_none() { break },
+                    signal = &mut *stop => { reason = signal; break }
+                }
+            }
+        }
+
+        let deadline = tokio::time::Instant::now() + grace;
+        while !running.is_empty() {
+            tokio::select! {
+                _ = running.join_next() => {}
+                () = tokio::time::sleep_until(deadline) => break,
+            }
+        }
+
+        if !running.is_empty() {
+            let why = match &reason {
+                StopReason::Signal(signal) => format!("the runner received {signal}"),
+                _ => "the runner stopped".to_owned(),
+            };
+            let message = format!(
+                "killed: {why} and the run did not finish within the grace period of {}",
+                humanize(grace)
+            );
+            tracing::warn!(running = running.len(), "grace period over; killing running executions");
+            let _ = kill_sender.send(Some(message));
+            while running.join_next().await.is_some() {}
+        }
+        tracing::info!(reason = ?reason, "runner stopped");
+        Ok(reason)
+    }
+
+    /// Moves the queue's schedule after the wall clock jumped.
+    ///
+    /// Forward jumps need nothing: the tasks are due, and each runs once
+    /// (missed ticks coalesce). Backward jumps would leave every next run
+    /// far in the future, so next runs move back by the jump.
+    async fn follow_clock_jump(&self, skew: TimeDelta, now: DateTime<Utc>) {
+        tracing::warn!(jump_seconds = skew.as_seconds_f64(), "wall clock jumped");
+        if skew >= TimeDelta::zero() {
+            return;
+        }
+        if let Err(error) = self
+            .store
+            .shift_next_runs(&self.options.queue, skew, now)
+            .await
+        {
+            tracing::error!(error = %CauseChain(&error),
+                "moving next runs after a backward clock jump failed; tasks wait for their stored next run");
+        }
+    }
+}
+
+/// One claimed run on its way through the command.
+struct Execution {
+    store: Store,
+    options: Arc<Options>,
+    identity: Arc<str>,
+    claim: Claim,
+    kill: watch::Receiver<Option<String>>,
+}
+
+impl Execution {
+    fn new(state: &RunState, claim: Claim, kill: watch::Receiver<Option<String>>) -> Self {
+        Execution {
+            store: state.store.clone(),
+            options: state.options.clone(),
+            identity: state.identity.clone(),
+            claim,
+            kill,
+        }
+    }
+
+    async fn run(self) {
+        let task = &self.claim.task;
+        let span = tracing::info_span!("quicksilver.claim",
+            execution.id = self.claim.execution_id, task.id = task.id, task.command = %task.command);
+        if let Some(message) = &self.claim.rejected {
+            tracing::error!(parent: &span, %message, "task cannot run; it was paused");
+            return;
+        }
+
+        let request = RunRequest {
+            store: self.store.clone(),
+            clock: self.options.clock.clone(),
+            command: task.command.clone(),
+            arguments: task.arguments.clone(),
+            task_id: Some(task.id),
+            execution_id: self.claim.execution_id,
+            due_at: Some(self.claim.due_at),
+            started_at: self.options.clock.now(),
+            max_duration: task.max_duration().or(self.options.default_max_duration),
+            lock_dir: self.options.lock_dir.clone(),
+            holder: format!("pid {} runner {}", std::process::id(), self.identity),
+            echo: false,
+        };
+        let finished = run_command(request, self.kill).instrument(span.clone()).await;
+        record(&self.store, finished, &span).await;
+    }
+}
+
+/// Everything needed to run one command once.
+pub(crate) struct RunRequest {
+    pub(crate) store: Store,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) command: String,
+    pub(crate) arguments: Vec<String>,
+    pub(crate) task_id: Option<i64>,
+    pub(crate) execution_id: i64,
+    pub(crate) due_at: Option<DateTime<Utc>>,
+    pub(crate) started_at: DateTime<Utc>,
+    pub(crate) max_duration: Option<Duration>,
+    pub(crate) lock_dir: PathBuf,
+    pub(crate) holder: String,
+    pub(crate) echo: bool,
+}
+
+/// Runs a command: resolves it, parses its arguments, takes its lock if it
+/// has one, runs it with a max duration and a kill switch, and returns how
+/// the execution ends.
+pub(crate) async fn run_command(
+    request: RunRequest,
+    mut kill: watch::Receiver<Option<String>>,
+) -> Finish {
+    let started = Instant::now();
+    let buffer = Arc::new(OutputBuffer::new(OUTPUT_LIMIT, request.echo));
+    let task_label = match request.task_id {
+        Some(id) => format!("task {id}"),
+        None => "this run".to_owned(),
+    };
+    let mut finish = Finish {
+        execution_id: request.execution_id,
+        task_id: request.task_id,
+        status: Status::Error,
+        ended: request.started_at,
+        runtime: Duration::ZERO,
+        output: String::new(),
+        next_run: None,
+    };
+
+    let Some(descriptor) = find_command(&request.command) else {
+        let fix = match request.task_id {
+            Some(id) => format!("or change the task's command with `tasks edit {id} --command NAME`"),
+            None => "or run one of the commands that `run --help` lists".to_owned(),
+        };
+        finish.output = format!(
+            "error: {task_label} runs unknown command `{}`: no command of this name is \
+             registered in this binary; mark an async fn with #[quicksilver::command] {fix}",
+            request.command
+        );
+        finish.ended = request.clock.now();
+        return finish;
+    };
+
+    let context = Context::new(ContextParts {
+        store: request.store.clone(),
+        clock: request.clock.clone(),
+        output: buffer.clone(),
+        command: request.command.clone(),
+        task_id: request.task_id,
+        execution_id: request.execution_id,
+        due_at: request.due_at,
+        started_at: request.started_at,
+    });
+    let future = match descriptor.start(context, &request.arguments) {
+        Ok(future) => future,
+        Err(error) => {
+            let fix = match request.task_id {
+                Some(id) => format!("fix the arguments with `tasks edit {id} --arguments ...`"),
+                None => "fix the arguments on the command line".to_owned(),
+            };
+            finish.output = format!(
+                "error: {task_label} has invalid arguments for command `{}`; {fix}\n{}",
+                request.command,
+                error.message()
+            );
+            finish.ended = request.clock.now();
+            return finish;
+        }
+    };
+
+    let _command_lock = if descriptor.is_locked() {
+        let path = lock::lock_path(
+            &request.lock_dir,
+            &request.store.key(),
+            LockKind::Command,
+            descriptor.name(),
+        );
+        match lock::try_lock(&path, &request.holder) {
+            Ok(Attempt::Acquired(held)) => Some(held),
+            Ok(Attempt::Taken { holder }) => {
+                finish.output = format!(
+                    "error: skipped: command `{}` is locked, so at most one run of it goes at a \
+                     time, and another run holds the lock ({holder}; lock file {}); the task \
+                     keeps its schedule",
+                    descriptor.name(),
+                    path.display()
+                );
+                finish.ended = request.clock.now();
+                return finish;
+            }
+            Err(error) => {
+                finish.output = format!("error: {}", CauseChain(&error));
+                finish.ended = request.clock.now();
+                return finish;
+            }
+        }
+    } else {
+        None
+    };
+
+    let registration = output::register(request.execution_id, buffer.clone());
+    let span = tracing::info_span!(EXECUTION_SPAN, execution.id = request.execution_id);
+    let mut handle = tokio::spawn(future.instrument(span));
+    let max_duration = request.max_duration;
+    let timeout = sleep_until_option(max_duration.map(|limit| tokio::time::Instant::now() + limit));
+
+    let (status, ending) = tokio::select! {
+        joined = &mut handle => match joined {
+            Ok(outcome) => match outcome.result {
+                Ok(next_run) => {
+                    finish.next_run = match next_run {
+                        NextRun::Schedule => None,
+                        NextRun::At(at) => Some(at),
+                        NextRun::After(delay) => Some(request.clock.now() + to_delta(delay)),
+                    };
+                    (Status::Success, None)
+                }
+                Err(error) => (Status::Error, Some(format!("error: {}", CauseChain(error.as_ref())))),
+            },
+            Err(error) if error.is_panic() => {
+                let payload = error.into_panic();
+                let message = payload
+                    .downcast_ref::<&str>()
+                    .map(|text| (*text).to_owned())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a non-text panic payload".to_owned());
+                (Status::Error, Some(format!("error: the command panicked: {message}")))
+            }
+            Err(_) => (Status::Killed, Some("killed: the command's task was cancelled".to_owned())),
+        },
+        () = timeout => {
+            handle.abort();
+            let limit = max_duration.map(humanize).unwrap_or_default();
+            (Status::Killed, Some(format!("killed: the run exceeded its max duration of {limit}")))
+        }
+        message = wait_for_kill(&mut kill) => {
+            handle.abort();
+            (Status::Killed, Some(message))
+        }
+    };
+
+    if handle.is_finished() || status != Status::Killed {
+        drop(registration);
+    } else {
+        // An aborted command stops at its next await; give it a moment, so
+        // its last events still land in the output.
+        let _ = tokio::time::timeout(Duration::from_millis(100), &mut handle).await;
+        drop(registration);
+    }
+
+    let mut output = buffer.contents();
+    if let Some(ending) = ending {
+        if !output.is_empty() && !output.ends_with('\n') {
+            output.push('\n');
+        }
+        output.push_str(&ending);
+    }
+    finish.status = status;
+    finish.output = output;
+    finish.runtime = started.elapsed();
+    finish.ended = request.clock.now();
+    finish
+}
+
+/// Writes the end of an execution, retrying while the database is busy or
+/// unreachable, so that no record is lost while the process lives.
+pub(crate) async fn record(store: &Store, finish: Finish, span: &tracing::Span) {
+    let level_status = finish.status;
+    let runtime = finish.runtime.as_secs_f64();
+    let execution_id = finish.execution_id;
+    let recorded = retry(span, "record execution", || store.finish_execution(finish.clone())).await;
+    match recorded {
+        Ok(()) => match level_status {
+            Status::Success => tracing::info!(parent: span, status = %level_status, runtime_seconds = runtime, "execution finished"),
+            Status::Killed => tracing::warn!(parent: span, status = %level_status, runtime_seconds = runtime, "execution killed"),
+            _ => tracing::error!(parent: span, status = %level_status, runtime_seconds = runtime, output = %last_line(&finish.output), "execution failed"),
+        },
+        Err(error) => {
+            tracing::error!(parent: span, execution.id = execution_id, error = %CauseChain(&error),
+                "recording the end of the execution failed; it stays ongoing until a runner restarts");
+        }
+    }
+}
+
+fn last_line(text: &str) -> &str {
+    text.lines().last().unwrap_or("")
+}
+
+/// Calls `operation` until it succeeds or fails with an error that is not
+/// transient, waiting longer after each failure and logging the first
+/// failure and then every power of two.
+async fn retry<T, F, Fut>(span: &tracing::Span, what: &str, mut operation: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, StoreError>>,
+{
+    let mut failures = 0u32;
+    loop {
+        match operation().await {
+            Ok(value) => {
+                if failures > 0 {
+                    tracing::info!(parent: span, failures, "{what}: database reachable again");
+                }
+                return Ok(value);
+            }
+            Err(error) if error.is_transient() => {
+                failures += 1;
+                if failures == 1 || failures.is_power_of_two() {
+                    tracing::error!(parent: span, error = %CauseChain(&error), failures, "{what} failed; retrying");
+                }
+                tokio::time::sleep(backoff(failures)).await;
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+/// Returns the wait after `failures` consecutive failures: 100 ms doubling
+/// up to [`MAX_RETRY_DELAY`], or the full sleep when nothing failed.
+fn backoff(failures: u32) -> Duration {
+    if failures == 0 {
+        return Duration::MAX;
+    }
+    let factor = 1u32 << failures.min(8).saturating_sub(1);
+    (Duration::from_millis(100) * factor).min(MAX_RETRY_DELAY)
+}
+
+async fn wait_for_kill(kill: &mut watch::Receiver<Option<String>>) -> String {
+    loop {
+        if let Some(message) = kill.borrow_and_update().clone() {
+            return message;
+        }
+        if kill.changed().await.is_err() {
+            // The runner is gone; nothing will ask for a kill any more.
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+async fn sleep_until_option(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn stop_signal(
+    handle_signals: bool,
+    shutdown: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+) -> StopReason {
+    let shutdown = async move {
+        match shutdown {
+            Some(shutdown) => shutdown.await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        () = shutdown => StopReason::Shutdown,
+        signal = os_signal(handle_signals) => StopReason::Signal(signal),
+    }
+}
+
+#[cfg(unix)]
+async fn os_signal(enabled: bool) -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+
+    if !enabled {
+        return std::future::pending().await;
+    }
+    let (mut terminate, mut interrupt) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(terminate), Ok(interrupt)) => (terminate, interrupt),
+        (Err(error), _) | (_, Err(error)) => {
+            tracing::error!(%error, "cannot listen for SIGTERM and SIGINT; stop the runner with its shutdown future");
+            return std::future::pending().await;
+        }
+    };
+    tokio::select! {
+        _ = terminate.recv() => "SIGTERM",
+        _ = interrupt.recv() => "SIGINT",
+    }
+}
+
+#[cfg(not(unix))]
+async fn os_signal(enabled: bool) -> &'static str {
+    if !enabled || tokio::signal::ctrl_c().await.is_err() {
+        return std::future::pending().await;
+    }
+    "SIGINT"
+}
+
+fn to_delta(duration: Duration) -> TimeDelta {
+    TimeDelta::from_std(duration).unwrap_or(TimeDelta::MAX)
+}
+
+/// Formats a duration as `1.5s`, `30s` or `2m30s`.
+pub(crate) fn humanize(duration: Duration) -> String {
+    let seconds = duration.as_secs();
+    if duration.subsec_nanos() != 0 || seconds == 0 {
+        let text = format!("{:.3}", duration.as_secs_f64());
+        return format!("{}s", text.trim_end_matches('0').trim_end_matches('.'));
+    }
+    match (seconds / 3600, seconds % 3600 / 60, seconds % 60) {
+        (0, 0, s) => format!("{s}s"),
+        (0, m, 0) => format!("{m}m"),
+        (0, m, s) => format!("{m}m{s}s"),
+        (h, 0, 0) => format!("{h}h"),
+        (h, m, s) => format!("{h}h{m}m{s}s"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_cap() {
+        assert_eq!(backoff(1), Duration::from_millis(100));
+        assert_eq!(backoff(2), Duration::from_millis(200));
+        assert_eq!(backoff(20), MAX_RETRY_DELAY);
+    }
+
+    #[test]
+    fn humanize_reads_well() {
+        assert_eq!(humanize(Duration::from_secs(30)), "30s");
+        assert_eq!(humanize(Duration::from_secs(150)), "2m30s");
+        assert_eq!(humanize(Duration::from_secs(7200)), "2h");
+        assert_eq!(humanize(Duration::from_millis(1500)), "1.5s");
+    }
+
+    #[test]
+    fn identity_has_host_pid_and_random_part() {
+        let identity = runner_identity();
+        let parts: Vec<_> = identity.rsplitn(3, ':').collect();
+        assert_eq!(parts.len(), 3, "{identity}");
+        assert_eq!(parts[1], std::process::id().to_string());
+        assert_ne!(runner_identity(), identity);
+    }
+}

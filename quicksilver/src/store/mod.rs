@@ -1,0 +1,1164 @@
+//! The database behind tasks and executions.
+//!
+//! Everything the runner, the CLI and the built-in commands read or write
+//! goes through [`Store`], so that a new backend changes this module alone.
+//! Each call runs on tokio's blocking pool, never on a worker thread.
+
+mod rows;
+mod schema;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
+use diesel::sqlite::SqliteConnection;
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+use tokio::sync::Notify;
+
+use self::rows::{
+    encode_arguments, from_db, to_db, ExecutionRow, InsertExecution, InsertTask, TaskRow,
+};
+use self::schema::{quicksilver_executions as executions, quicksilver_tasks as tasks};
+use crate::execution::{Execution, ExecutionFilter, Status};
+use crate::task::{NewTask, Task, TaskChanges, TaskFilter};
+
+const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+
+/// The environment variable that holds the database URL.
+pub const DATABASE_URL_VAR: &str = "QUICKSILVER_DATABASE_URL";
+
+/// The database file used when [`DATABASE_URL_VAR`] is not set.
+pub const DEFAULT_DATABASE: &str = "quicksilver.sqlite3";
+
+/// How long a statement waits for another connection's write lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The errors of the store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The database URL names a backend this build does not support.
+    #[error(
+        "unsupported database URL `{url}`: this build of quicksilver stores tasks in SQLite; \
+         give a file path such as `quicksilver.sqlite3` or `sqlite://path/to/file.sqlite3`"
+    )]
+    UnsupportedUrl {
+        /// The URL, without credentials.
+        url: String,
+    },
+    /// The database could not be opened or prepared.
+    #[error("cannot open database `{url}`: {reason}")]
+    Open {
+        /// The URL, without credentials.
+        url: String,
+        /// What failed, with the fix where one is known.
+        reason: String,
+    },
+    /// The embedded migrations could not be applied.
+    #[error("cannot apply quicksilver's migrations to `{url}`: {reason}")]
+    Migration {
+        /// The URL, without credentials.
+        url: String,
+        /// What failed.
+        reason: String,
+    },
+    /// No connection could be taken from the pool in time.
+    #[error("no database connection available")]
+    Pool(#[source] diesel::r2d2::PoolError),
+    /// A query failed.
+    #[error("database query failed")]
+    Query(#[from] diesel::result::Error),
+    /// The task does not exist.
+    #[error("task {id} not found: list the tasks with `tasks` to find its id")]
+    TaskNotFound {
+        /// The missing id.
+        id: i64,
+    },
+    /// The execution does not exist.
+    #[error("execution {id} not found")]
+    ExecutionNotFound {
+        /// The missing id.
+        id: i64,
+    },
+    /// A stored row cannot be read back.
+    #[error("{row} cannot be read: {reason}")]
+    InvalidRow {
+        /// The row, as `task 12` or `execution 40`.
+        row: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A task's fields are invalid.
+    #[error("invalid task: {reason}")]
+    InvalidTask {
+        /// What is wrong, naming the value.
+        reason: String,
+    },
+    /// The blocking thread that ran the query panicked or was cancelled.
+    #[error("database worker stopped")]
+    Worker(#[source] tokio::task::JoinError),
+}
+
+impl StoreError {
+    /// Returns whether the error is the database being busy or unreachable,
+    /// which a retry may cure, as opposed to a bad request.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Pool(_) | StoreError::Worker(_) => true,
+            StoreError::Query(diesel::result::Error::DatabaseError(_, info)) => {
+                let message = info.message();
+                message.contains("locked") || message.contains("busy")
+            }
+            StoreError::Query(diesel::result::Error::BrokenTransactionManager) => true,
+            _ => false,
+        }
+    }
+}
+
+type Result<T, E = StoreError> = std::result::Result<T, E>;
+type Connection = PooledConnection<ConnectionManager<SqliteConnection>>;
+
+/// The database of tasks and executions.
+///
+/// Cheap to clone: clones share one connection pool.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use quicksilver::{NewTask, Schedule, Store};
+///
+/// let folder = tempfile::tempdir()?;
+/// let store = Store::open(folder.path().join("tasks.sqlite3").to_str().unwrap()).await?;
+/// let task = store
+///     .add_task(NewTask::new("clear_successful_executions", Schedule::every(900)?))
+///     .await?;
+/// assert_eq!(store.task(task.id).await?.queue, "default");
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<StoreInner>,
+}
+
+struct StoreInner {
+    pool: Pool<ConnectionManager<SqliteConnection>>,
+    url: String,
+    path: PathBuf,
+    changes: Notify,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("url", &self.inner.url).finish()
+    }
+}
+
+#[derive(Debug)]
+struct SqlitePragmas;
+
+impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for SqlitePragmas {
+    fn on_acquire(&self, connection: &mut SqliteConnection) -> Result<(), diesel::r2d2::Error> {
+        let pragmas = format!(
+            "PRAGMA busy_timeout = {}; PRAGMA journal_mode = WAL; \
+             PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+            BUSY_TIMEOUT.as_millis()
+        );
+        connection
+            .batch_execute(&pragmas)
+            .map_err(diesel::r2d2::Error::QueryError)
+    }
+}
+
+impl Store {
+    /// Opens the store at `url` and applies the embedded migrations.
+    ///
+    /// `url` is a SQLite file path, `sqlite://PATH` or `file:PATH`; the file
+    /// is created when missing.
+    ///
+    /// # Errors
+    ///
+    /// - [`StoreError::UnsupportedUrl`] for another kind of URL.
+    /// - [`StoreError::Open`] when the file cannot be opened or created.
+    /// - [`StoreError::Migration`] when the schema cannot be brought up to
+    ///   date.
+    pub async fn open(url: &str) -> Result<Store> {
+        let url = url.to_owned();
+        tokio::task::spawn_blocking(move || Store::open_blocking(&url))
+            .await
+            .map_err(StoreError::Worker)?
+    }
+
+    /// Opens the store named by `QUICKSILVER_DATABASE_URL`, or
+    /// `quicksilver.sqlite3` in the current folder when it is not set.
+    ///
+    /// # Errors
+    ///
+    /// - As [`Store::open`].
+    pub async fn open_from_env() -> Result<Store> {
+        Store::open(&database_url_from_env()).await
+    }
+
+    fn open_blocking(url: &str) -> Result<Store> {
+        let path = sqlite_path(url)?;
+        let shown = path.display().to_string();
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            if !parent.is_dir() {
+                return Err(StoreError::Open {
+                    url: shown,
+                    reason: format!(
+                        "the folder `{}` does not exist; create it or choose another path",
+                        parent.display()
+                    ),
+                });
+            }
+        }
+
+        let manager = ConnectionManager::<SqliteConnection>::new(path.to_string_lossy());
+        let pool = Pool::builder()
+            .max_size(4)
+            .connection_timeout(Duration::from_secs(30))
+            .connection_customizer(Box::new(SqlitePragmas))
+            .build(manager)
+            .map_err(|error| StoreError::Open {
+                url: shown.clone(),
+                reason: format!("{error}; check that the file and its folder are writable"),
+            })?;
+
+        let mut connection = pool.get().map_err(|error| StoreError::Open {
+            url: shown.clone(),
+            reason: error.to_string(),
+        })?;
+        connection
+            .run_pending_migrations(MIGRATIONS)
+            .map_err(|error| StoreError::Migration {
+                url: shown.clone(),
+                reason: error.to_string(),
+            })?;
+        drop(connection);
+
+        let path = path.canonicalize().unwrap_or(path);
+        Ok(Store {
+            inner: Arc::new(StoreInner {
+                pool,
+                url: shown,
+                path,
+                changes: Notify::new(),
+            }),
+        })
+    }
+
+    /// Returns the database URL, without credentials.
+    pub fn url(&self) -> &str {
+        &self.inner.url
+    }
+
+    /// Returns a short, stable key of this database, used to name lock
+    /// files so that two databases on one machine never share a lock.
+    pub fn key(&self) -> String {
+        // FNV-1a: stable across Rust versions, unlike the std hasher.
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for byte in self.inner.path.to_string_lossy().bytes() {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        format!("{hash:016x}")
+    }
+
+    /// Waits until a task changes through this store (or a clone of it).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe. Changes made by other processes are not seen here; the
+    /// runner picks them up at its next check.
+    pub async fn changed(&self) {
+        self.inner.changes.notified().await;
+    }
+
+    fn notify_change(&self) {
+        self.inner.changes.notify_waiters();
+    }
+
+    async fn run<T, F>(&self, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    {
+        let pool = self.inner.pool.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut connection = pool.get().map_err(StoreError::Pool)?;
+            work(&mut connection)
+        })
+        .await
+        .map_err(StoreError::Worker)?
+    }
+
+    /// Returns the tasks that match `filter`, ordered by queue and next run.
+    ///
+    /// # Errors
+    ///
+    /// - [`StoreError::Query`] when the database fails.
+    /// - [`StoreError::InvalidRow`] when a row cannot be read.
+    pub async fn tasks(&self, filter: TaskFilter) -> Result<Vec<Task>> {
+        self.run(move |connection| {
+            let mut query = tasks::table.into_boxed();
+            if let Some(queue) = filter.queue {
+                query = query.filter(tasks::queue.eq(queue));
+            }
+            if let Some(command) = filter.command {
+                query = query.filter(tasks::command.eq(command));
+            }
+            if let Some(paused) = filter.paused {
+                query = query.filter(tasks::paused.eq(paused));
+            }
+            query
+                .order((tasks::queue, tasks::next_run, tasks::id))
+                .select(TaskRow::as_select())
+                .load(connection)?
+                .into_iter()
+                .map(Task::try_from)
+                .collect()
+        })
+        .await
+    }
+
+    /// Returns the task with `id`.
+    ///
+    /// # Errors
+    ///
+    /// - [`StoreError::TaskNotFound`] when there is none.
+    /// - [`StoreError::Query`] when the database fails.
+    pub async fn task(&self, id: i64) -> Result<Task> {
+        self.run(move |connection| load_task(connection, id)).await
+    }
+
+    /// Creates a task and returns it.
+    ///
+    /// # Errors
+    ///
+    /// - [`StoreError::InvalidTask`] for an empty command or queue, or a max
+    ///   duration of zero.
+    /// - [`StoreError::Query`] when the database fails, including a second
+    ///   task with the same declaration id.
+    pub async fn add_task(&self, task: NewTask) -> Result<Task> {
+        validate_new_task(&task)?;
+        let now = Utc::now();
+        let created = self
+            .run(move |connection| {
+                connection.immediate_transaction(|connection| insert_task(connection, &task, now))
+            })
+            .await?;
+        self.notify_change();
+        Ok(created)
+    }
+
+    /// Applies `changes` to the task with `id` and returns the result.
+    ///
+    /// A new schedule moves the next run to the schedule's first tick from
+    /// now, unless `changes` sets the next run as well.
+    ///
+    /// # Errors
+    ///
+    /// - [`StoreError::TaskNotFound`] when there is no such task.
+    /// - [`StoreError::InvalidTask`] for an empty command or queue, or a max
+    ///   duration of zero.
+    /// - [`StoreError::Query`] when the database fails.
+    pub async fn update_task(&self, id: i64, changes: TaskChanges) -> Result<Task> {
+        validate_changes(&changes)?;
+        let now = Utc::now();
+        let updated = self
+            .run(move |connection| {
+                connection.immediate_transaction(|connection| {
+                    apply_changes(connection, id, changes, now)?;
+                    load_task(connection, id)
+                })
+            })
+            .await?;
+        self.notify_change();
+        Ok(updated)
+    }
+
+    /// Pauses the task with `id`: runners skip it until it is resumed.
+    ///
+    /// # Errors
+    ///
+    /// - As [`Store::update_task`].
+    pub async fn pause_task(&self, id: i64) -> Result<Task> {
+        let changes = TaskChanges {
+            paused: Some(true),
+            ..TaskChanges::default()
+        };
+        self.update_task(id, changes).await
+    }
+
+    /// Resumes the task with `id`.
+    ///
+    /// A task resumed after its next run passed runs once at once, and then
+    /// on its schedule.
+    ///
+    /// # Errors
+    ///
+    /// - As [`Store::update_task`].
+    pub async fn resume_task(&self, id: i64) -> Result<Task> {
+        let changes = TaskChanges {
+            paused: Some(false),
+            ..TaskChanges::default()
+        };
+        self.update_task(id, changes).await
+    }
+
+    /// Makes the task with `id` due now, so its runner starts it as soon as
+    /// a lane is free and no run of it is ongoing.
+    ///
+    /// # Errors
+    ///
+    /// - As [`Store::update_task`].
+    pub async fn run_task_now(&self, id: i64) -> Result<Task> {
+        let changes = TaskChanges {
+            next_run: Some(Utc::now()),
+            ..TaskChanges::default()
+        };
+        self.update_task(id, changes).await
+    }
+
+    /// Deletes the task with `id`. Its executions stay, detached from it.
+    ///
+    /// # Errors
+    ///
+    /// - [`StoreError::TaskNotFound`] when there is no such task.
+    /// - [`StoreError::Query`] when the database fails.
+    pub async fn remove_task(&self, id: i64) -> Result<()> {
+        self.run(move |connection| {
+            connection.immediate_transaction(|connection| {
+                diesel::update(executions::table.filter(executions::task_id.eq(id)))
+                    .set(executions::task_id.eq(None::<i64>))
+                    .execute(connection)?;
+                let deleted = diesel::delete(tasks::table.find(id)).execute(connection)?;
+                if deleted == 0 {
+                    return Err(StoreError::TaskNotFound { id });
+                }
+                Ok(())
+            })
+        })
+        .await?;
+        self.notify_change();
+        Ok(())
+    }
+
+    /// Returns the declaration ids of the installed tasks.
+    ///
+    /// # Errors
+    ///
+    /// - [`StoreError::Query`] when the database fails.
+    pub async fn installed_declarations(&self) -> Result<Vec<String>> {
+        self.run(|connection| {
+            Ok(tasks::table
+                .filter(tasks::declaration.is_not_null())
+                .select(tasks::declaration.assume_not_null())
+                .order(tasks::declaration)
+                .load(connection)?)
+        })
+        .await
+    }
+
+    /// Inserts each task whose declaration id is not installed yet and
+    /// returns the inserted tasks. Installed tasks are left as they are,
+    /// edited or not.
+    ///
+    /// # Errors
+    ///
+    /// - [`StoreError::InvalidTask`] when a task is invalid; nothing is
+    ///   inserted then.
+    /// - [`StoreError::Query`] when the database fails; nothing is inserted
+    ///   then.
+    pub async fn install(&self, declared: Vec<NewTask>) -> Result<Vec<Task>> {
+        for task in &declared {
+            validate_new_task(task)?;
+        }
+        let now = Utc::now();
+        let inserted = self
+            .run(move |connection| {
+                connection.immediate_transaction(|connection| {
+                    let mut inserted = Vec::new();
+                    for task in &declared {
+                        let exists = match &task.declaration {
+                            Some(id) => tasks::table
+                                .filter(tasks::declaration.eq(id))
+                                .count()
+                                .get_result::<i64>(connection)?
+                                > 0,
+                            None => false,
+                        };
+                        if !exists {
+                            inserted.push(insert_task(connection, task, now)?);
+                        }
+                    }
+                    Ok(inserted)
+                })
+            })
+            .await?;
+        if !inserted.is_empty() {
+            self.notify_change();
+        }
+        Ok(inserted)
+    }
+
+    /// Returns the executions that match `filter`, newest first.
+    ///
+    /// # Errors
+    ///
+    /// - [`StoreError::Query`] when the database fails.
+    /// - [`StoreError::InvalidRow`] when a row cannot be read.
+    pub async fn executions(&self, filter: ExecutionFilter) -> Result<Vec<Execution>> {
+        self.run(move |connection| {
+            let mut query = executions::table.into_boxed();
+            if let Some(status) = filter.status {
+                query = query.filter(executions::status.eq(status.as_str()));
+            }
+            if let Some(task_id) = filter.task_id {
+                query = query.filter(executions::task_id.eq(task_id));
+            }
+            if let Some(command) = filter.command {
+                query = query.filter(executions::command.eq(command));
+            }
+            if let Some(queue) = filter.queue {
+                query = query.filter(executions::queue.eq(queue));
+            }
+            query
+                .order(executions::id.desc())
+                .limit(filter.limit.max(0))
+                .select(ExecutionRow::as_select())
+                .load(connection)?
+                .into_iter()
+                .map(Execution::try_from)
+                .collect()
+        })
+        .await
+    }
+
+    /// Returns the execution with `id`.
+    ///
+    /// # Errors
+    ///
+    /// - [`StoreError::ExecutionNotFound`] when there is none.
+    /// - [`StoreError::Query`] when the database fails.
+    pub async fn execution(&self, id: i64) -> Result<Execution> {
+        self.run(move |connection| {
+            executions::table
+                .find(id)
+                .select(ExecutionRow::as_select())
+                .first(connection)
+                .optional()?
+                .ok_or(StoreError::ExecutionNotFound { id })
+                .and_then(Execution::try_from)
+        })
+        .await
+    }
+
+    /// Deletes the executions with `status` that ended before `ended_before`
+    /// and returns how many were deleted.
+    ///
+    /// # Errors
+    ///
+    /// - [`StoreError::Query`] when the database fails.
+    pub async fn delete_executions(&self, status: Status, ended_before: DateTime<Utc>) -> Result<usize> {
+        self.run(move |connection| {
+            Ok(diesel::delete(
+                executions::table
+                    .filter(executions::status.eq(status.as_str()))
+                    .filter(executions::ended.lt(to_db(ended_before))),
+            )
+            .execute(connection)?)
+        })
+        .await
+    }
+
+    /// Deletes, or marks `killed` with `reason` in their output, the
+    /// executions still `ongoing` that started before `started_before`, and
+    /// returns their ids.
+    ///
+    /// # Errors
+    ///
+    /// - [`StoreError::Query`] when the database fails.
+    pub async fn clear_ongoing(
+        &self,
+        started_before: DateTime<Utc>,
+        delete: bool,
+        reason: String,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<i64>> {
+        self.run(move |connection| {
+            connection.immediate_transaction(|connection| {
+                let stuck = executions::table
+                    .filter(executions::status.eq(Status::Ongoing.as_str()))
+                    .filter(executions::started.lt(to_db(started_before)))
+                    .select(executions::id)
+                    .load::<i64>(connection)?;
+                if delete {
+                    diesel::delete(executions::table.filter(executions::id.eq_any(&stuck)))
+                        .execute(connection)?;
+                } else {
+                    mark_killed(connection, &stuck, &reason, now)?;
+                }
+                Ok(stuck)
+            })
+        })
+        .await
+    }
+
+    /// Claims up to `limit` due tasks of `queue` and records an `ongoing`
+    /// execution for each, in one transaction, and returns them with the
+    /// next time a task of the queue falls due.
+    ///
+    /// A task is due when it is not paused, its next run is at or before
+    /// `now`, and no run of it is ongoing. Its next run moves to the first
+    /// tick of its schedule after `now`, so missed ticks coalesce into this
+    /// one run. A task whose schedule cannot be read is paused, with an
+    /// `error` execution that says why.
+    pub(crate) async fn claim_due(
+        &self,
+        queue: &str,
+        now: DateTime<Utc>,
+        limit: usize,
+        runner: &str,
+    ) -> Result<ClaimBatch> {
+        let queue = queue.to_owned();
+        let runner = runner.to_owned();
+        self.run(move |connection| {
+            connection.immediate_transaction(|connection| {
+                let mut claims = Vec::new();
+                if limit > 0 {
+                    let due = due_tasks(&queue)
+                        .filter(tasks::next_run.le(to_db(now)))
+                        .order((tasks::next_run, tasks::id))
+                        .limit(i64::try_from(limit).unwrap_or(i64::MAX))
+                        .select(TaskRow::as_select())
+                        .load(connection)?;
+                    for row in due {
+                        claims.push(claim_one(connection, row, now, &runner)?);
+                    }
+                }
+                let next_due = next_due_at(connection, &queue)?;
+                Ok(ClaimBatch { claims, next_due })
+            })
+        })
+        .await
+    }
+
+    /// Returns when the next task of `queue` falls due, among tasks that
+    /// are not paused and have no ongoing run.
+    pub(crate) async fn next_due(&self, queue: &str) -> Result<Option<DateTime<Utc>>> {
+        let queue = queue.to_owned();
+        self.run(move |connection| next_due_at(connection, &queue))
+            .await
+    }
+
+    /// Records the start of a foreground run of `command` and returns the
+    /// execution id.
+    pub(crate) async fn start_foreground(
+        &self,
+        command: &str,
+        arguments: &[String],
+        runner: &str,
+        now: DateTime<Utc>,
+    ) -> Result<i64> {
+        let command = command.to_owned();
+        let arguments = encode_arguments(arguments);
+        let runner = runner.to_owned();
+        self.run(move |connection| {
+            let row = InsertExecution {
+                task_id: None,
+                command: &command,
+                arguments,
+                queue: None,
+                status: Status::Ongoing.as_str(),
+                due_at: None,
+                started: Some(to_db(now)),
+                runner: Some(&runner),
+            };
+            Ok(diesel::insert_into(executions::table)
+                .values(&row)
+                .returning(executions::id)
+                .get_result(connection)?)
+        })
+        .await
+    }
+
+    /// Records the end of an execution and, when the command chose its own
+    /// next run, moves the task's next run there.
+    pub(crate) async fn finish_execution(&self, finish: Finish) -> Result<()> {
+        let moved = finish.next_run.is_some();
+        self.run(move |connection| {
+            connection.immediate_transaction(|connection| {
+                diesel::update(executions::table.find(finish.execution_id))
+                    .set((
+                        executions::status.eq(finish.status.as_str()),
+                        executions::ended.eq(to_db(finish.ended)),
+                        executions::runtime_seconds.eq(finish.runtime.as_secs_f64()),
+                        executions::output.eq(&finish.output),
+                    ))
+                    .execute(connection)?;
+                if let (Some(task_id), Some(next_run)) = (finish.task_id, finish.next_run) {
+                    diesel::update(tasks::table.find(task_id))
+                        .set((
+                            tasks::next_run.eq(to_db(next_run)),
+                            tasks::updated_at.eq(to_db(finish.ended)),
+                        ))
+                        .execute(connection)?;
+                }
+                Ok(())
+            })
+        })
+        .await?;
+        if moved {
+            self.notify_change();
+        }
+        Ok(())
+    }
+
+    /// Marks every `ongoing` execution of `queue` as `killed`, appending
+    /// `reason` to its output, and returns their ids.
+    pub(crate) async fn kill_ongoing(
+        &self,
+        queue: &str,
+        reason: String,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<i64>> {
+        let queue = queue.to_owned();
+        self.run(move |connection| {
+            connection.immediate_transaction(|connection| {
+                let orphans = executions::table
+                    .filter(executions::queue.eq(&queue))
+                    .filter(executions::status.eq(Status::Ongoing.as_str()))
+                    .select(executions::id)
+                    .load::<i64>(connection)?;
+                mark_killed(connection, &orphans, &reason, now)?;
+                Ok(orphans)
+            })
+        })
+        .await
+    }
+
+    /// Moves the next run of every task of `queue` by `delta`, after the
+    /// wall clock jumped by the same amount. Cron tasks move to their first
+    /// tick after `now` instead, since they follow the wall clock.
+    pub(crate) async fn shift_next_runs(
+        &self,
+        queue: &str,
+        delta: TimeDelta,
+        now: DateTime<Utc>,
+    ) -> Result<usize> {
+        let queue = queue.to_owned();
+        self.run(move |connection| {
+            connection.immediate_transaction(|connection| {
+                let rows = tasks::table
+                    .filter(tasks::queue.eq(&queue))
+                    .select(TaskRow::as_select())
+                    .load(connection)?;
+                let count = rows.len();
+                for row in rows {
+                    let next_run = from_db(row.next_run);
+                    let moved = match (&row.cron, row.repeat_interval) {
+                        (Some(_), _) => Task::try_from(row.clone())
+                            .ok()
+                            .and_then(|task| task.schedule().ok())
+                            .map(|schedule| schedule.first_run_at(now))
+                            .unwrap_or(next_run),
+                        _ => next_run + delta,
+                    };
+                    diesel::update(tasks::table.find(row.id))
+                        .set(tasks::next_run.eq(to_db(moved)))
+                        .execute(connection)?;
+                }
+                Ok(count)
+            })
+        })
+        .await
+    }
+}
+
+/// A batch of claimed executions and the next due time after it.
+#[derive(Debug)]
+pub(crate) struct ClaimBatch {
+    pub(crate) claims: Vec<Claim>,
+    pub(crate) next_due: Option<DateTime<Utc>>,
+}
+
+/// One claimed run: the task as it was when claimed, and its execution.
+#[derive(Debug)]
+pub(crate) struct Claim {
+    pub(crate) execution_id: i64,
+    pub(crate) task: Task,
+    pub(crate) due_at: DateTime<Utc>,
+    /// Set when the task could not be run at all; the execution is already
+    /// recorded as `error` with this text.
+    pub(crate) rejected: Option<String>,
+}
+
+/// The end of an execution, as the runner reports it.
+#[derive(Debug, Clone)]
+pub(crate) struct Finish {
+    pub(crate) execution_id: i64,
+    pub(crate) task_id: Option<i64>,
+    pub(crate) status: Status,
+    pub(crate) ended: DateTime<Utc>,
+    pub(crate) runtime: Duration,
+    pub(crate) output: String,
+    pub(crate) next_run: Option<DateTime<Utc>>,
+}
+
+/// Returns the database URL from `QUICKSILVER_DATABASE_URL`, or the default
+/// SQLite file.
+pub fn database_url_from_env() -> String {
+    std::env::var(DATABASE_URL_VAR)
+        .ok()
+        .filter(|url| !url.trim().is_empty())
+        .unwrap_or_else(|| DEFAULT_DATABASE.to_owned())
+}
+
+fn sqlite_path(url: &str) -> Result<PathBuf> {
+    let trimmed = url.trim();
+    let scheme = trimmed.split_once("://").map(|(scheme, _)| scheme);
+    let path = match scheme {
+        Some("sqlite") => &trimmed["sqlite://".len()..],
+        Some(_) => {
+            return Err(StoreError::UnsupportedUrl {
+                url: redact(trimmed),
+            })
+        }
+        None => trimmed.strip_prefix("sqlite:").unwrap_or(trimmed),
+    };
+    let path = path.strip_prefix("file:").unwrap_or(path);
+    if path.is_empty() || path == ":memory:" {
+        return Err(StoreError::Open {
+            url: trimmed.to_owned(),
+            reason: "a file path is required: runners and the CLI share the database, \
+                     which an in-memory database cannot do"
+                .to_owned(),
+        });
+    }
+    Ok(Path::new(path).to_path_buf())
+}
+
+/// Hides the password of a URL such as `postgres://user:secret@host/db`.
+fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.split_once('@') {
+        Some((credentials, host)) => {
+            let user = credentials.split(':').next().unwrap_or("");
+            format!("{scheme}://{user}:***@{host}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+fn validate_new_task(task: &NewTask) -> Result<()> {
+    validate_fields(
+        Some(&task.command),
+        Some(&task.queue),
+        task.max_duration.as_ref(),
+    )
+}
+
+fn validate_changes(changes: &TaskChanges) -> Result<()> {
+    validate_fields(
+        changes.command.as_ref(),
+        changes.queue.as_ref(),
+        changes.max_duration.as_ref().and_then(Option::as_ref),
+    )
+}
+
+fn validate_fields(
+    command: Option<&String>,
+    queue: Option<&String>,
+    max_duration: Option<&Duration>,
+) -> Result<()> {
+    if command.is_some_and(|command| command.trim().is_empty()) {
+        return Err(StoreError::InvalidTask {
+            reason: "the command name is empty".to_owned(),
+        });
+    }
+    if queue.is_some_and(|queue| queue.trim().is_empty()) {
+        return Err(StoreError::InvalidTask {
+            reason: "the queue name is empty; use `default` or another name".to_owned(),
+        });
+    }
+    if max_duration.is_some_and(|duration| duration.as_secs() == 0) {
+        return Err(StoreError::InvalidTask {
+            reason: "a max duration under 1 second would kill every run; remove it or use at \
+                     least 1 second"
+                .to_owned(),
+        });
+    }
+    Ok(())
+}
+
+fn load_task(connection: &mut SqliteConnection, id: i64) -> Result<Task> {
+    tasks::table
+        .find(id)
+        .select(TaskRow::as_select())
+        .first(connection)
+        .optional()?
+        .ok_or(StoreError::TaskNotFound { id })
+        .and_then(Task::try_from)
+}
+
+fn insert_task(connection: &mut SqliteConnection, task: &NewTask, now: DateTime<Utc>) -> Result<Task> {
+    let (repeat_interval, cron, time_zone) = task.schedule.to_parts();
+    let next_run = task
+        .next_run
+        .unwrap_or_else(|| task.schedule.first_run_at(now));
+    let row = InsertTask {
+        command: task.command.trim(),
+        arguments: encode_arguments(&task.arguments),
+        queue: task.queue.trim(),
+        repeat_interval,
+        cron,
+        time_zone,
+        max_duration: task.max_duration.map(duration_seconds),
+        next_run: to_db(next_run),
+        paused: task.paused,
+        declaration: task.declaration.as_deref(),
+        created_at: to_db(now),
+        updated_at: to_db(now),
+    };
+    let id: i64 = diesel::insert_into(tasks::table)
+        .values(&row)
+        .returning(tasks::id)
+        .get_result(connection)?;
+    load_task(connection, id)
+}
+
+fn apply_changes(
+    connection: &mut SqliteConnection,
+    id: i64,
+    changes: TaskChanges,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let current = load_task(connection, id)?;
+    let target = tasks::table.find(id);
+
+    if let Some(command) = &changes.command {
+        diesel::update(target).set(tasks::command.eq(command.trim())).execute(connection)?;
+    }
+    if let Some(arguments) = &changes.arguments {
+        diesel::update(target)
+            .set(tasks::arguments.eq(encode_arguments(arguments)))
+            .execute(connection)?;
+    }
+    if let Some(queue) = &changes.queue {
+        diesel::update(target).set(tasks::queue.eq(queue.trim())).execute(connection)?;
+    }
+    if let Some(schedule) = &changes.schedule {
+        let (repeat_interval, cron, time_zone) = schedule.to_parts();
+        diesel::update(target)
+            .set((
+                tasks::repeat_interval.eq(repeat_interval),
+                tasks::cron.eq(cron),
+                tasks::time_zone.eq(time_zone),
+            ))
+            .execute(connection)?;
+        if changes.next_run.is_none() && current.schedule().ok().as_ref() != Some(schedule) {
+            diesel::update(target)
+                .set(tasks::next_run.eq(to_db(schedule.first_run_at(now))))
+                .execute(connection)?;
+        }
+    }
+    if let Some(max_duration) = changes.max_duration {
+        diesel::update(target)
+            .set(tasks::max_duration.eq(max_duration.map(duration_seconds)))
+            .execute(connection)?;
+    }
+    if let Some(next_run) = changes.next_run {
+        diesel::update(target).set(tasks::next_run.eq(to_db(next_run))).execute(connection)?;
+    }
+    if let Some(postponed) = changes.alerts_postponed_until {
+        diesel::update(target)
+            .set(tasks::alerts_postponed_until.eq(postponed.map(to_db)))
+            .execute(connection)?;
+    }
+    if let Some(paused) = changes.paused {
+        diesel::update(target).set(tasks::paused.eq(paused)).execute(connection)?;
+    }
+    diesel::update(target).set(tasks::updated_at.eq(to_db(now))).execute(connection)?;
+    Ok(())
+}
+
+fn duration_seconds(duration: Duration) -> i64 {
+    i64::try_from(duration.as_secs()).unwrap_or(i64::MAX)
+}
+
+/// The tasks of `queue` that are not paused and have no ongoing run.
+fn due_tasks(queue: &str) -> tasks::BoxedQuery<'_, diesel::sqlite::Sqlite> {
+    let ongoing = executions::table
+        .filter(executions::task_id.eq(tasks::id.nullable()))
+        .filter(executions::status.eq(Status::Ongoing.as_str()));
+    tasks::table
+        .filter(tasks::queue.eq(queue))
+        .filter(tasks::paused.eq(false))
+        .filter(diesel::dsl::not(diesel::dsl::exists(ongoing)))
+        .into_boxed()
+}
+
+fn next_due_at(connection: &mut SqliteConnection, queue: &str) -> Result<Option<DateTime<Utc>>> {
+    let next = due_tasks(queue)
+        .select(diesel::dsl::min(tasks::next_run))
+        .first::<Option<chrono::NaiveDateTime>>(connection)?;
+    Ok(next.map(from_db))
+}
+
+fn claim_one(
+    connection: &mut SqliteConnection,
+    row: TaskRow,
+    now: DateTime<Utc>,
+    runner: &str,
+) -> Result<Claim> {
+    let due_at = from_db(row.next_run);
+    let row_id = row.id;
+    let command = row.command.clone();
+    let queue = row.queue.clone();
+    let raw_arguments = row.arguments.clone();
+
+    let checked = Task::try_from(row).and_then(|task| match task.schedule() {
+        Ok(schedule) => Ok((task, schedule)),
+        Err(error) => Err(StoreError::InvalidRow {
+            row: format!("task {row_id}"),
+            reason: format!("its schedule is invalid: {error}"),
+        }),
+    });
+
+    let execution = InsertExecution {
+        task_id: Some(row_id),
+        command: &command,
+        arguments: raw_arguments,
+        queue: Some(&queue),
+        status: Status::Ongoing.as_str(),
+        due_at: Some(to_db(due_at)),
+        started: Some(to_db(now)),
+        runner: Some(runner),
+    };
+    let execution_id: i64 = diesel::insert_into(executions::table)
+        .values(&execution)
+        .returning(executions::id)
+        .get_result(connection)?;
+
+    match checked {
+        Ok((task, schedule)) => {
+            let next_run = schedule.next_after(due_at, now);
+            diesel::update(tasks::table.find(row_id))
+                .set(tasks::next_run.eq(to_db(next_run)))
+                .execute(connection)?;
+            Ok(Claim {
+                execution_id,
+                task,
+                due_at,
+                rejected: None,
+            })
+        }
+        Err(error) => {
+            // The runner cannot compute a next run, so the task would be due
+            // again at once: pause it and say why, instead of looping.
+            let message = format!(
+                "{error}; the task was paused: fix it with `tasks edit {row_id}` and resume it \
+                 with `tasks resume {row_id}`"
+            );
+            diesel::update(tasks::table.find(row_id))
+                .set((tasks::paused.eq(true), tasks::updated_at.eq(to_db(now))))
+                .execute(connection)?;
+            diesel::update(executions::table.find(execution_id))
+                .set((
+                    executions::status.eq(Status::Error.as_str()),
+                    executions::ended.eq(to_db(now)),
+                    executions::runtime_seconds.eq(0.0),
+                    executions::output.eq(&message),
+                ))
+                .execute(connection)?;
+            let task = Task {
+                id: row_id,
+                command,
+                arguments: Vec::new(),
+                queue,
+                repeat_interval: None,
+                cron: None,
+                time_zone: None,
+                max_duration: None,
+                next_run: due_at,
+                alerts_postponed_until: None,
+                paused: true,
+                declaration: None,
+                created_at: now,
+                updated_at: now,
+            };
+            Ok(Claim {
+                execution_id,
+                task,
+                due_at,
+                rejected: Some(message),
+            })
+        }
+    }
+}
+
+fn mark_killed(
+    connection: &mut SqliteConnection,
+    ids: &[i64],
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    for &id in ids {
+        let row: ExecutionRow = executions::table
+            .find(id)
+            .select(ExecutionRow::as_select())
+            .first(connection)?;
+        let runtime = row
+            .started
+            .map(|started| (now - from_db(started)).as_seconds_f64().max(0.0));
+        let output = if row.output.is_empty() {
+            reason.to_owned()
+        } else {
+            format!("{}\n{reason}", row.output)
+        };
+        diesel::update(executions::table.find(id))
+            .set((
+                executions::status.eq(Status::Killed.as_str()),
+                executions::ended.eq(to_db(now)),
+                executions::runtime_seconds.eq(runtime),
+                executions::output.eq(output),
+            ))
+            .execute(connection)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_urls_resolve_to_paths() {
+        assert_eq!(sqlite_path("a.sqlite3").unwrap(), Path::new("a.sqlite3"));
+        assert_eq!(sqlite_path("sqlite:///tmp/a.db").unwrap(), Path::new("/tmp/a.db"));
+        assert_eq!(sqlite_path("sqlite:b.db").unwrap(), Path::new("b.db"));
+    }
+
+    #[test]
+    fn other_schemes_are_rejected_without_password() {
+        let error = sqlite_path("postgres://app:hunter2@db/prod").unwrap_err();
+        let message = error.to_string();
+        assert!(message.contains("postgres://app:***@db/prod"), "{message}");
+        assert!(!message.contains("hunter2"), "{message}");
+    }
+
+    #[test]
+    fn memory_database_is_rejected() {
+        assert!(sqlite_path(":memory:").is_err());
+    }
+}

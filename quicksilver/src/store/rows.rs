@@ -1,0 +1,170 @@
+//! Row types and the conversions between rows and the public types.
+
+use chrono::{DateTime, NaiveDateTime, Timelike, Utc};
+use diesel::prelude::*;
+
+use super::schema::{quicksilver_executions, quicksilver_tasks};
+use super::StoreError;
+use crate::execution::{Execution, Status};
+use crate::task::Task;
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = quicksilver_tasks)]
+pub(crate) struct TaskRow {
+    pub(crate) id: i64,
+    pub(crate) command: String,
+    pub(crate) arguments: String,
+    pub(crate) queue: String,
+    pub(crate) repeat_interval: Option<i64>,
+    pub(crate) cron: Option<String>,
+    pub(crate) time_zone: Option<String>,
+    pub(crate) max_duration: Option<i64>,
+    pub(crate) next_run: NaiveDateTime,
+    pub(crate) alerts_postponed_until: Option<NaiveDateTime>,
+    pub(crate) paused: bool,
+    pub(crate) declaration: Option<String>,
+    pub(crate) created_at: NaiveDateTime,
+    pub(crate) updated_at: NaiveDateTime,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = quicksilver_tasks)]
+pub(crate) struct InsertTask<'a> {
+    pub(crate) command: &'a str,
+    pub(crate) arguments: String,
+    pub(crate) queue: &'a str,
+    pub(crate) repeat_interval: Option<i64>,
+    pub(crate) cron: Option<String>,
+    pub(crate) time_zone: Option<String>,
+    pub(crate) max_duration: Option<i64>,
+    pub(crate) next_run: NaiveDateTime,
+    pub(crate) paused: bool,
+    pub(crate) declaration: Option<&'a str>,
+    pub(crate) created_at: NaiveDateTime,
+    pub(crate) updated_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = quicksilver_executions)]
+pub(crate) struct ExecutionRow {
+    pub(crate) id: i64,
+    pub(crate) task_id: Option<i64>,
+    pub(crate) command: String,
+    pub(crate) arguments: String,
+    pub(crate) queue: Option<String>,
+    pub(crate) status: String,
+    pub(crate) due_at: Option<NaiveDateTime>,
+    pub(crate) started: Option<NaiveDateTime>,
+    pub(crate) ended: Option<NaiveDateTime>,
+    pub(crate) runtime_seconds: Option<f64>,
+    pub(crate) output: String,
+    pub(crate) runner: Option<String>,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = quicksilver_executions)]
+pub(crate) struct InsertExecution<'a> {
+    pub(crate) task_id: Option<i64>,
+    pub(crate) command: &'a str,
+    pub(crate) arguments: String,
+    pub(crate) queue: Option<&'a str>,
+    pub(crate) status: &'static str,
+    pub(crate) due_at: Option<NaiveDateTime>,
+    pub(crate) started: Option<NaiveDateTime>,
+    pub(crate) runner: Option<&'a str>,
+}
+
+/// Converts a time to the stored form: UTC, truncated to microseconds so
+/// that every backend stores the same value.
+pub(crate) fn to_db(time: DateTime<Utc>) -> NaiveDateTime {
+    let naive = time.naive_utc();
+    let micros = naive.nanosecond() / 1_000 * 1_000;
+    naive.with_nanosecond(micros).unwrap_or(naive)
+}
+
+pub(crate) fn from_db(time: NaiveDateTime) -> DateTime<Utc> {
+    time.and_utc()
+}
+
+pub(crate) fn encode_arguments(arguments: &[String]) -> String {
+    serde_json::Value::from(arguments.to_vec()).to_string()
+}
+
+fn decode_arguments(text: &str, owner: &str) -> Result<Vec<String>, StoreError> {
+    serde_json::from_str(text).map_err(|error| StoreError::InvalidRow {
+        row: owner.to_owned(),
+        reason: format!("its arguments are not a JSON array of strings ({error}): {text}"),
+    })
+}
+
+impl TryFrom<TaskRow> for Task {
+    type Error = StoreError;
+
+    fn try_from(row: TaskRow) -> Result<Self, Self::Error> {
+        let arguments = decode_arguments(&row.arguments, &format!("task {}", row.id))?;
+        Ok(Task {
+            id: row.id,
+            command: row.command,
+            arguments,
+            queue: row.queue,
+            repeat_interval: row.repeat_interval,
+            cron: row.cron,
+            time_zone: row.time_zone,
+            max_duration: row.max_duration,
+            next_run: from_db(row.next_run),
+            alerts_postponed_until: row.alerts_postponed_until.map(from_db),
+            paused: row.paused,
+            declaration: row.declaration,
+            created_at: from_db(row.created_at),
+            updated_at: from_db(row.updated_at),
+        })
+    }
+}
+
+impl TryFrom<ExecutionRow> for Execution {
+    type Error = StoreError;
+
+    fn try_from(row: ExecutionRow) -> Result<Self, Self::Error> {
+        let owner = format!("execution {}", row.id);
+        let arguments = decode_arguments(&row.arguments, &owner)?;
+        let status = row
+            .status
+            .parse::<Status>()
+            .map_err(|error| StoreError::InvalidRow {
+                row: owner,
+                reason: error.to_string(),
+            })?;
+        Ok(Execution {
+            id: row.id,
+            task_id: row.task_id,
+            command: row.command,
+            arguments,
+            queue: row.queue,
+            status,
+            due_at: row.due_at.map(from_db),
+            started: row.started.map(from_db),
+            ended: row.ended.map(from_db),
+            runtime_seconds: row.runtime_seconds,
+            output: row.output,
+            runner: row.runner,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arguments_round_trip_byte_for_byte() {
+        let arguments = vec!["--name".to_owned(), " a = b\n\"c\" ".to_owned()];
+        let text = encode_arguments(&arguments);
+        assert_eq!(decode_arguments(&text, "task 1").unwrap(), arguments);
+    }
+
+    #[test]
+    fn corrupt_arguments_name_the_row() {
+        let error = decode_arguments("--x", "task 7").unwrap_err();
+        assert!(error.to_string().contains("task 7"), "{error}");
+    }
+}
