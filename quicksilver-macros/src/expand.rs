@@ -3,7 +3,7 @@
 use proc_macro2::{Delimiter, Group, Ident, Span, TokenStream, TokenTree};
 use quote::{quote, quote_spanned, ToTokens};
 use syn::ext::IdentExt;
-use syn::{Item, ItemFn, LitStr, ReturnType};
+use syn::{Item, ItemFn, LitStr, ReturnType, Signature};
 
 use crate::errors::combine_results;
 use crate::options::{find_invalid_character, parse_options, NAME_CHARACTERS};
@@ -63,68 +63,31 @@ fn name_from_function(ident: &Ident) -> syn::Result<LitStr> {
 }
 
 /// Generates the function followed by its entry point and registration.
-///
-/// The entry point's locals use mixed-site hygiene, so they can neither
-/// shadow nor be shadowed by the user's function, whatever its name. The
-/// expressions that the compiler may reject carry the spans of the user's
-/// tokens, so that errors point at the user's code: a wrong context type at
-/// the context parameter, a type that is not `clap::Parser` at the arguments
-/// type, a return type that is not `IntoOutcome` at the return type, and a
-/// future that is not `Send` at the signature.
 fn generate(
     function: &ItemFn,
     parameters: &CommandParameters<'_>,
     name: &LitStr,
     lock: bool,
 ) -> TokenStream {
-    let signature = &function.sig;
-    let ident = &signature.ident;
+    // Mixed-site hygiene keeps these locals apart from the user's names, so
+    // a user function called `arguments` is still the one called.
     let context = Ident::new("context", Span::mixed_site());
     let arguments = Ident::new("arguments", Span::mixed_site());
     let parsed = Ident::new("parsed", Span::mixed_site());
-    let output = Ident::new("output", Span::mixed_site());
 
-    let context_type = &parameters.context.ty;
-    let context_reference = spanning(context_type, quote!(&), &context);
-    let (parse, call) = match parameters.arguments {
+    let parse = match parameters.arguments {
         Some(argument) => {
             let ty = &argument.ty;
-            let parse = quote! {
+            quote! {
                 let #parsed = ::quicksilver::__private::parse_arguments::<#ty>(#name, #arguments)?;
-            };
-            (parse, quote_spanned!(ident.span()=> #ident(#context_reference, #parsed).await))
+            }
         }
-        None => {
-            let parse = quote! {
-                ::quicksilver::__private::expect_no_arguments(#name, #arguments)?;
-            };
-            (parse, quote_spanned!(ident.span()=> #ident(#context_reference).await))
-        }
+        None => quote! {
+            ::quicksilver::__private::expect_no_arguments(#name, #arguments)?;
+        },
     };
-
-    // The identity call only gives the return value the span of the whole
-    // return type, where an unsupported type is then reported.
-    let output_value = match &signature.output {
-        ReturnType::Type(_, ty) => spanning(
-            ty,
-            quote!(::core::convert::identity),
-            Group::new(Delimiter::Parenthesis, output.to_token_stream()),
-        ),
-        ReturnType::Default => output.to_token_stream(),
-    };
-    let future = spanning(
-        signature,
-        quote!(::std::boxed::Box::pin),
-        Group::new(
-            Delimiter::Parenthesis,
-            quote_spanned! {ident.span()=>
-                async move {
-                    let #output = #call;
-                    ::quicksilver::__private::into_outcome(#output_value)
-                }
-            },
-        ),
-    );
+    let passed_arguments = parameters.arguments.map(|_| &parsed);
+    let future = command_future(&function.sig, parameters, &context, passed_arguments);
 
     let cfg_attributes = function
         .attrs
@@ -156,6 +119,60 @@ fn generate(
             }
         };
     }
+}
+
+/// Generates `Box::pin(async move { ... })`, which calls the user's function
+/// and converts its return value into an outcome.
+///
+/// The tokens that the compiler may reject carry the locations of the user's
+/// tokens, so that errors point at the user's code: a wrong context type at
+/// the context parameter, a return type that is not `IntoOutcome` at the
+/// return type, and a future that is not `Send` at the whole signature.
+fn command_future(
+    signature: &Signature,
+    parameters: &CommandParameters<'_>,
+    context: &Ident,
+    arguments: Option<&Ident>,
+) -> TokenStream {
+    let ident = &signature.ident;
+    let output = Ident::new("output", Span::mixed_site());
+
+    let context_reference = spanning(
+        &parameters.context.ty,
+        quote_spanned!(Span::mixed_site()=> &),
+        context,
+    );
+    let call = quote_spanned! {ident.span()=>
+        #ident(#context_reference, #arguments).await
+    };
+
+    // `(output,).0` is the output itself, but as an expression of two tokens
+    // it can cover the whole return type.
+    let output_value = match &signature.output {
+        ReturnType::Type(_, ty) => spanning(
+            ty,
+            quote_spanned!(Span::mixed_site()=> (#output,)),
+            quote_spanned!(Span::mixed_site()=> .0),
+        ),
+        ReturnType::Default => output.to_token_stream(),
+    };
+    // The call has the same hygiene as its argument, or else the compiler
+    // reports a wrong return type at the attribute instead.
+    let into_outcome = quote_spanned!(Span::mixed_site()=> ::quicksilver::__private::into_outcome);
+
+    spanning(
+        signature,
+        quote!(::std::boxed::Box::pin),
+        Group::new(
+            Delimiter::Parenthesis,
+            quote_spanned! {ident.span()=>
+                async move {
+                    let #output = #call;
+                    #into_outcome(#output_value)
+                }
+            },
+        ),
+    )
 }
 
 /// Returns `head` followed by `tail`, placed so that the compiler sees the

@@ -1,1 +1,1073 @@
-//! The command-line interface a host embeds.
+//! The command-line interface a host embeds in its own binary.
+//!
+//! [`Cli`] is a clap parser with the whole tree: `run-queue`,
+//! `install-tasks`, `check`, `tasks`, `executions` and `run`. A host that has
+//! its own CLI nests [`Cli`] as one of its subcommands.
+//!
+//! Exit codes: 0 for success, 1 when a command run with `run` fails or
+//! `check` finds a problem, 2 for invalid input (an unknown command, a bad
+//! interval or cron expression, a missing task), as clap does for usage
+//! errors.
+//!
+//! # Examples
+//!
+//! ```no_run
+//! use clap::Parser;
+//!
+//! #[derive(Parser)]
+//! enum Host {
+//!     /// Serve the web site.
+//!     Serve,
+//!     /// Manage recurring tasks.
+//!     Tasks(quicksilver::cli::Cli),
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> std::process::ExitCode {
+//!     match Host::parse() {
+//!         Host::Serve => std::process::ExitCode::SUCCESS,
+//!         Host::Tasks(cli) => cli.run().await,
+//!     }
+//! }
+//! ```
+
+use std::collections::HashSet;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use clap::{Args, Parser, Subcommand};
+use tokio::sync::watch;
+
+use crate::clock::{Clock, SystemClock};
+use crate::command::{commands, find_command, CauseChain};
+use crate::context::{Context, ContextParts};
+use crate::execution::{Execution, ExecutionFilter, Status};
+use crate::lock;
+use crate::output::OutputBuffer;
+use crate::runner::{self, run_command, RunRequest, Runner, StopReason};
+use crate::schedule::Schedule;
+use crate::store::{database_url_from_env, Store, StoreError, DATABASE_URL_VAR};
+use crate::task::{declarations, NewTask, Task, TaskChanges, TaskFilter, DEFAULT_QUEUE};
+
+/// The environment variable listing `check` ids to silence, comma-separated.
+pub const SILENCED_CHECKS_VAR: &str = "QUICKSILVER_SILENCED_CHECKS";
+
+/// The exit code for invalid input.
+const EXIT_INVALID: u8 = 2;
+
+/// quicksilver's command tree, with the options every subcommand shares.
+#[derive(Debug, Parser)]
+#[command(about = "Runs and manages recurring tasks")]
+pub struct Cli {
+    /// The shared options.
+    #[command(flatten)]
+    pub options: CliOptions,
+
+    /// The subcommand.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every subcommand shares.
+#[derive(Debug, Clone, Args)]
+pub struct CliOptions {
+    /// Database URL: a SQLite file path (created when missing).
+    #[arg(long, global = true, env = DATABASE_URL_VAR, value_name = "URL")]
+    pub database: Option<String>,
+
+    /// Folder of the lock files of queues and locked commands [default: the
+    /// system's temporary folder].
+    #[arg(long, global = true, env = lock::LOCK_DIR_VAR, value_name = "DIR")]
+    pub lock_dir: Option<PathBuf>,
+}
+
+/// A quicksilver subcommand.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Runs the tasks of one queue until stopped.
+    RunQueue(RunQueueArgs),
+    /// Inserts the declared tasks that are not installed yet.
+    InstallTasks,
+    /// Lists declared tasks that are not installed.
+    Check(CheckArgs),
+    /// Lists and manages tasks.
+    Tasks(TasksArgs),
+    /// Lists executions, newest first.
+    Executions(ExecutionsArgs),
+    /// Runs one command in the foreground and records it as an execution.
+    Run(RunArgs),
+}
+
+/// Options of `run-queue`.
+#[derive(Debug, Clone, Args)]
+pub struct RunQueueArgs {
+    /// The queue to run.
+    #[arg(long, default_value = DEFAULT_QUEUE, value_name = "NAME")]
+    pub task_queue: String,
+
+    /// Longest sleep between two checks for tasks changed by other
+    /// processes, in seconds; due tasks wake the runner on time regardless.
+    #[arg(long, default_value_t = 5.0, value_name = "SECONDS", value_parser = positive_seconds)]
+    pub sleep_duration: f64,
+
+    /// Minutes after which the runner finishes its current runs and starts
+    /// afresh (re-executing this program) to return memory; 0 or unset never.
+    #[arg(long, value_name = "MINUTES")]
+    pub restart_after: Option<u64>,
+
+    /// How many executions of the queue may run at once.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    pub concurrency: u16,
+
+    /// Seconds running executions get to finish after SIGINT or SIGTERM
+    /// before they are recorded as killed.
+    #[arg(long, default_value_t = runner::DEFAULT_GRACE_PERIOD.as_secs_f64(), value_name = "SECONDS", value_parser = non_negative_seconds)]
+    pub grace_period: f64,
+
+    /// Max duration in seconds of runs of tasks that set none.
+    #[arg(long, value_name = "SECONDS", value_parser = positive_seconds)]
+    pub max_duration: Option<f64>,
+}
+
+/// Options of `check`.
+#[derive(Debug, Clone, Args)]
+pub struct CheckArgs {
+    /// A check id to silence; repeatable. QUICKSILVER_SILENCED_CHECKS adds
+    /// more, comma-separated.
+    #[arg(long, value_name = "ID")]
+    pub silence: Vec<String>,
+}
+
+/// Options of `tasks`: a listing, or an action.
+#[derive(Debug, Clone, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct TasksArgs {
+    /// What to do; lists the tasks when absent.
+    #[command(subcommand)]
+    pub action: Option<TaskAction>,
+
+    /// The listing's filters.
+    #[command(flatten)]
+    pub list: TaskListArgs,
+}
+
+/// Filters of the task listing.
+#[derive(Debug, Clone, Default, Args)]
+pub struct TaskListArgs {
+    /// Only tasks of this queue.
+    #[arg(long, value_name = "NAME")]
+    pub queue: Option<String>,
+
+    /// Only tasks of this command.
+    #[arg(long, value_name = "NAME")]
+    pub command: Option<String>,
+
+    /// Only paused tasks.
+    #[arg(long, conflicts_with = "active")]
+    pub paused: bool,
+
+    /// Only tasks that are not paused.
+    #[arg(long)]
+    pub active: bool,
+
+    /// Prints a JSON array instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// An action on tasks.
+#[derive(Debug, Clone, Subcommand)]
+pub enum TaskAction {
+    /// Lists tasks.
+    List(TaskListArgs),
+    /// Shows one task and its next runs.
+    Show(TaskIdArgs),
+    /// Adds a task.
+    Add(TaskAddArgs),
+    /// Changes fields of a task.
+    Edit(TaskEditArgs),
+    /// Pauses a task: runners skip it.
+    Pause(TaskIdArgs),
+    /// Resumes a paused task.
+    Resume(TaskIdArgs),
+    /// Deletes a task; its executions stay.
+    #[command(alias = "delete")]
+    Remove(TaskIdArgs),
+    /// Makes a task due now.
+    RunNow(TaskIdArgs),
+}
+
+/// A task id.
+#[derive(Debug, Clone, Args)]
+pub struct TaskIdArgs {
+    /// The task's id.
+    pub id: i64,
+
+    /// Prints JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Schedule options shared by `tasks add` and `tasks edit`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ScheduleArgs {
+    /// Repeat interval in seconds (fixed-rate).
+    #[arg(long, value_name = "SECONDS", conflicts_with = "cron")]
+    pub every: Option<String>,
+
+    /// Cron expression with a seconds field, such as "0 */5 * * * *".
+    #[arg(long, value_name = "EXPRESSION")]
+    pub cron: Option<String>,
+
+    /// IANA time zone of the cron expression [default: UTC].
+    #[arg(long, value_name = "ZONE", requires = "cron")]
+    pub time_zone: Option<String>,
+}
+
+/// Options of `tasks add`.
+#[derive(Debug, Clone, Args)]
+pub struct TaskAddArgs {
+    /// The command to run.
+    pub command: String,
+
+    /// Arguments passed to the command, one word each; put `--` before
+    /// arguments that start with a dash.
+    #[arg(value_name = "ARGUMENT")]
+    pub arguments: Vec<String>,
+
+    /// The schedule.
+    #[command(flatten)]
+    pub schedule: ScheduleArgs,
+
+    /// The queue.
+    #[arg(long, default_value = DEFAULT_QUEUE, value_name = "NAME")]
+    pub queue: String,
+
+    /// Seconds after which a run is stopped and recorded as killed.
+    #[arg(long, value_name = "SECONDS")]
+    pub max_duration: Option<String>,
+
+    /// First run, as RFC 3339 or `now` [default: the schedule's first tick].
+    #[arg(long, value_name = "TIME")]
+    pub next_run: Option<String>,
+
+    /// Adds the task paused.
+    #[arg(long)]
+    pub paused: bool,
+
+    /// Prints the task as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Options of `tasks edit`.
+#[derive(Debug, Clone, Args)]
+pub struct TaskEditArgs {
+    /// The task's id.
+    pub id: i64,
+
+    /// A new command.
+    #[arg(long, value_name = "NAME")]
+    pub command: Option<String>,
+
+    /// A new schedule.
+    #[command(flatten)]
+    pub schedule: ScheduleArgs,
+
+    /// A new queue.
+    #[arg(long, value_name = "NAME")]
+    pub queue: Option<String>,
+
+    /// A new max duration in seconds, or `none` to remove it.
+    #[arg(long, value_name = "SECONDS")]
+    pub max_duration: Option<String>,
+
+    /// A new next run, as RFC 3339 or `now`.
+    #[arg(long, value_name = "TIME")]
+    pub next_run: Option<String>,
+
+    /// New arguments; every word after this flag is one argument, so give
+    /// it last. With no words it clears the arguments.
+    #[arg(long, num_args = 0.., allow_hyphen_values = true, value_name = "ARGUMENT")]
+    pub arguments: Option<Vec<String>>,
+
+    /// Prints the task as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Options of `executions`.
+#[derive(Debug, Clone, Args)]
+pub struct ExecutionsArgs {
+    /// Only executions with this status: pending, ongoing, success, error
+    /// or killed.
+    #[arg(long, value_name = "STATUS")]
+    pub status: Option<String>,
+
+    /// Only executions of this task id.
+    #[arg(long, value_name = "ID")]
+    pub task: Option<i64>,
+
+    /// Only executions of this command.
+    #[arg(long, value_name = "NAME")]
+    pub command: Option<String>,
+
+    /// Only executions of this queue.
+    #[arg(long, value_name = "NAME")]
+    pub queue: Option<String>,
+
+    /// At most this many executions.
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    pub limit: i64,
+
+    /// Shows the execution with this id in full, output included.
+    #[arg(long, value_name = "ID", conflicts_with_all = ["status", "task", "command", "queue"])]
+    pub id: Option<i64>,
+
+    /// Prints a JSON array instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Options of `run`.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// The command to run.
+    pub command: String,
+
+    /// Arguments passed to the command as they are.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "ARGUMENT")]
+    pub arguments: Vec<String>,
+}
+
+/// A failure of a subcommand, with the exit code it maps to.
+#[derive(Debug)]
+struct Failure {
+    message: String,
+    code: u8,
+}
+
+impl Failure {
+    fn invalid(message: impl Into<String>) -> Self {
+        Failure {
+            message: message.into(),
+            code: EXIT_INVALID,
+        }
+    }
+
+    fn failed(message: impl Into<String>) -> Self {
+        Failure {
+            message: message.into(),
+            code: 1,
+        }
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(error: StoreError) -> Self {
+        let code = match error {
+            StoreError::TaskNotFound { .. }
+            | StoreError::ExecutionNotFound { .. }
+            | StoreError::InvalidTask { .. }
+            | StoreError::UnsupportedUrl { .. } => EXIT_INVALID,
+            _ => 1,
+        };
+        Failure {
+            message: CauseChain(&error).to_string().replace('\n', ": "),
+            code,
+        }
+    }
+}
+
+type Outcome = Result<u8, Failure>;
+
+impl Cli {
+    /// Runs the parsed subcommand and returns the process's exit code.
+    ///
+    /// Errors are printed to standard error as one line.
+    pub async fn run(self) -> ExitCode {
+        match self.execute().await {
+            Ok(code) => ExitCode::from(code),
+            Err(failure) => {
+                eprintln!("error: {}", failure.message);
+                ExitCode::from(failure.code)
+            }
+        }
+    }
+
+    async fn execute(self) -> Outcome {
+        let options = self.options;
+        match self.command {
+            Command::RunQueue(args) => run_queue(&options, args).await,
+            Command::InstallTasks => install_tasks(&options).await,
+            Command::Check(args) => check(&options, args).await,
+            Command::Tasks(args) => tasks(&options, args).await,
+            Command::Executions(args) => executions(&options, args).await,
+            Command::Run(args) => run_foreground(&options, args).await,
+        }
+    }
+}
+
+async fn open_store(options: &CliOptions) -> Result<Store, Failure> {
+    let url = options
+        .database
+        .clone()
+        .unwrap_or_else(database_url_from_env);
+    Store::open(&url).await.map_err(|error| {
+        let mut failure = Failure::from(error);
+        failure.code = EXIT_INVALID.max(failure.code);
+        failure
+    })
+}
+
+fn lock_dir(options: &CliOptions) -> PathBuf {
+    options
+        .lock_dir
+        .clone()
+        .unwrap_or_else(lock::default_lock_dir)
+}
+
+fn positive_seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(value) if value.is_finite() && value > 0.0 => Ok(value),
+        _ => Err(format!("`{text}` is not a positive number of seconds")),
+    }
+}
+
+fn non_negative_seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(value) if value.is_finite() && value >= 0.0 => Ok(value),
+        _ => Err(format!("`{text}` is not a number of seconds of 0 or more")),
+    }
+}
+
+async fn run_queue(options: &CliOptions, args: RunQueueArgs) -> Outcome {
+    let store = open_store(options).await?;
+    let mut builder = Runner::run_queue(args.task_queue.clone())
+        .store(store)
+        .lock_dir(lock_dir(options))
+        .sleep_duration(Duration::from_secs_f64(args.sleep_duration))
+        .concurrency(usize::from(args.concurrency))
+        .grace_period(Duration::from_secs_f64(args.grace_period));
+    if let Some(minutes) = args.restart_after.filter(|minutes| *minutes > 0) {
+        builder = builder.restart_after(Duration::from_secs(minutes.saturating_mul(60)));
+    }
+    if let Some(seconds) = args.max_duration {
+        builder = builder.default_max_duration(Duration::from_secs_f64(seconds));
+    }
+    let runner = builder
+        .build()
+        .map_err(|error| Failure::invalid(error.to_string()))?;
+
+    match runner.run().await {
+        Ok(StopReason::QueueTaken { holder }) => {
+            eprintln!(
+                "queue `{}` is taken by another runner on this machine ({holder}); exiting",
+                args.task_queue
+            );
+            Ok(0)
+        }
+        Ok(StopReason::RestartDue) => restart_process(),
+        Ok(_) => Ok(0),
+        Err(error) => Err(Failure::failed(CauseChain(&error).to_string().replace('\n', ": "))),
+    }
+}
+
+/// Replaces this process with a fresh run of the same program and
+/// arguments, so the memory of past runs returns to the system.
+#[cfg(unix)]
+fn restart_process() -> Outcome {
+    use std::os::unix::process::CommandExt;
+
+    let program = std::env::current_exe()
+        .map_err(|error| Failure::failed(format!("cannot restart: {error}")))?;
+    tracing::info!(program = %program.display(), "restarting the runner process");
+    let error = std::process::Command::new(&program)
+        .args(std::env::args_os().skip(1))
+        .exec();
+    Err(Failure::failed(format!(
+        "cannot restart `{}`: {error}; start the runner again (from cron, for example)",
+        program.display()
+    )))
+}
+
+#[cfg(not(unix))]
+fn restart_process() -> Outcome {
+    // Without exec, exit and let the service manager or cron start a fresh one.
+    Ok(0)
+}
+
+async fn install_tasks(options: &CliOptions) -> Outcome {
+    let declared = declarations().map_err(|errors| {
+        let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        Failure::invalid(lines.join("\nerror: "))
+    })?;
+    let store = open_store(options).await?;
+    let total = declared.len();
+    let installed = store
+        .install(declared.into_iter().map(|declared| declared.task).collect())
+        .await?;
+    for task in &installed {
+        println!(
+            "installed task {}: {} ({})",
+            task.id,
+            describe_task(task),
+            task.declaration.as_deref().unwrap_or("")
+        );
+    }
+    if installed.is_empty() {
+        println!("all {total} declared tasks are installed");
+    }
+    Ok(0)
+}
+
+async fn check(options: &CliOptions, args: CheckArgs) -> Outcome {
+    let declared = declarations().map_err(|errors| {
+        let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        Failure::invalid(lines.join("\nerror: "))
+    })?;
+    let store = open_store(options).await?;
+    let installed: HashSet<String> = store.installed_declarations().await?.into_iter().collect();
+    let mut silenced: HashSet<String> = args.silence.into_iter().collect();
+    if let Ok(list) = std::env::var(SILENCED_CHECKS_VAR) {
+        silenced.extend(list.split(',').map(|id| id.trim().to_owned()));
+    }
+
+    let mut problems = 0;
+    for declaration in declared {
+        let check_id = format!("{}.W001", declaration.id);
+        if installed.contains(&declaration.id) || silenced.contains(&check_id) {
+            continue;
+        }
+        problems += 1;
+        println!(
+            "{check_id}: declared task `{}` ({}, declared in {}) is not installed\n  \
+             hint: run `install-tasks` to install it, or silence this check with \
+             `--silence {check_id}` or {SILENCED_CHECKS_VAR}={check_id}",
+            declaration.id,
+            describe_new_task(&declaration.task),
+            declaration.module
+        );
+    }
+    if problems == 0 {
+        println!("all declared tasks are installed");
+        Ok(0)
+    } else {
+        Ok(1)
+    }
+}
+
+async fn tasks(options: &CliOptions, args: TasksArgs) -> Outcome {
+    let store = open_store(options).await?;
+    let action = args.action.unwrap_or(TaskAction::List(args.list));
+    match action {
+        TaskAction::List(list) => {
+            let filter = TaskFilter {
+                queue: list.queue,
+                command: list.command,
+                paused: if list.paused {
+                    Some(true)
+                } else if list.active {
+                    Some(false)
+                } else {
+                    None
+                },
+            };
+            let tasks = store.tasks(filter).await?;
+            if list.json {
+                print_json(&tasks.iter().map(task_json).collect::<Vec<_>>())?;
+            } else {
+                print_task_table(&tasks);
+            }
+            Ok(0)
+        }
+        TaskAction::Show(args) => {
+            let task = store.task(args.id).await?;
+            print_task(&task, args.json, true)
+        }
+        TaskAction::Add(args) => {
+            let task = add_task(&store, args.clone()).await?;
+            print_task(&task, args.json, false)
+        }
+        TaskAction::Edit(args) => {
+            let json = args.json;
+            let task = edit_task(&store, args).await?;
+            print_task(&task, json, false)
+        }
+        TaskAction::Pause(args) => {
+            let task = store.pause_task(args.id).await?;
+            print_task(&task, args.json, false)
+        }
+        TaskAction::Resume(args) => {
+            let task = store.resume_task(args.id).await?;
+            print_task(&task, args.json, false)
+        }
+        TaskAction::Remove(args) => {
+            store.remove_task(args.id).await?;
+            println!("removed task {}", args.id);
+            Ok(0)
+        }
+        TaskAction::RunNow(args) => {
+            let task = store.run_task_now(args.id).await?;
+            print_task(&task, args.json, false)
+        }
+    }
+}
+
+fn parse_schedule(args: &ScheduleArgs) -> Result<Option<Schedule>, Failure> {
+    if let Some(every) = &args.every {
+        let seconds = every.trim().parse::<u64>().map_err(|_| {
+            Failure::invalid(format!(
+                "invalid repeat interval `{every}`: give a whole number of seconds, such as `--every 30`"
+            ))
+        })?;
+        let schedule = Schedule::every(seconds).map_err(|error| Failure::invalid(error.to_string()))?;
+        return Ok(Some(schedule));
+    }
+    if let Some(cron) = &args.cron {
+        let zone = args.time_zone.as_deref().unwrap_or("UTC");
+        let schedule = Schedule::cron(cron, zone).map_err(|error| Failure::invalid(error.to_string()))?;
+        return Ok(Some(schedule));
+    }
+    Ok(None)
+}
+
+fn parse_seconds_option(text: &str) -> Result<Duration, Failure> {
+    match text.trim().parse::<u64>() {
+        Ok(seconds) if seconds > 0 => Ok(Duration::from_secs(seconds)),
+        _ => Err(Failure::invalid(format!(
+            "invalid max duration `{text}`: give a whole number of seconds of at least 1"
+        ))),
+    }
+}
+
+fn parse_time(text: &str) -> Result<DateTime<Utc>, Failure> {
+    if text.trim() == "now" {
+        return Ok(Utc::now());
+    }
+    DateTime::parse_from_rfc3339(text.trim())
+        .map(|time| time.with_timezone(&Utc))
+        .map_err(|error| {
+            Failure::invalid(format!(
+                "invalid time `{text}` ({error}): use RFC 3339, such as `2026-01-31T08:00:00Z`, or `now`"
+            ))
+        })
+}
+
+/// Checks that `command` is registered and accepts `arguments`, without
+/// running it.
+fn validate_command(store: &Store, command: &str, arguments: &[String]) -> Result<(), Failure> {
+    let Some(descriptor) = find_command(command) else {
+        let known: Vec<&str> = commands().iter().map(|descriptor| descriptor.name()).collect();
+        return Err(Failure::invalid(format!(
+            "unknown command `{command}`: this program registers {}",
+            if known.is_empty() {
+                "no commands".to_owned()
+            } else {
+                known.join(", ")
+            }
+        )));
+    };
+    // Starting a command parses its arguments and builds its future; the
+    // future is dropped without being polled, so nothing runs.
+    let probe = Context::new(ContextParts {
+        store: store.clone(),
+        clock: Arc::new(SystemClock),
+        output: Arc::new(OutputBuffer::new(0, false)),
+        command: command.to_owned(),
+        task_id: None,
+        execution_id: 0,
+        due_at: None,
+        started_at: Utc::now(),
+    });
+    descriptor
+        .start(probe, arguments)
+        .map(drop)
+        .map_err(|error| Failure::invalid(error.to_string()))
+}
+
+async fn add_task(store: &Store, args: TaskAddArgs) -> Result<Task, Failure> {
+    validate_command(store, &args.command, &args.arguments)?;
+    let schedule = parse_schedule(&args.schedule)?.ok_or_else(|| {
+        Failure::invalid("a task needs a schedule: give `--every SECONDS` or `--cron EXPRESSION`")
+    })?;
+    let mut task = NewTask::new(args.command, schedule)
+        .arguments(args.arguments)
+        .queue(args.queue)
+        .paused(args.paused);
+    if let Some(max_duration) = &args.max_duration {
+        task = task.max_duration(parse_seconds_option(max_duration)?);
+    }
+    if let Some(next_run) = &args.next_run {
+        task = task.next_run(parse_time(next_run)?);
+    }
+    Ok(store.add_task(task).await?)
+}
+
+async fn edit_task(store: &Store, args: TaskEditArgs) -> Result<Task, Failure> {
+    let current = store.task(args.id).await?;
+    let command = args.command.clone().unwrap_or_else(|| current.command.clone());
+    let arguments = args.arguments.clone().unwrap_or_else(|| current.arguments.clone());
+    if args.command.is_some() || args.arguments.is_some() {
+        validate_command(store, &command, &arguments)?;
+    }
+
+    let mut changes = TaskChanges {
+        command: args.command,
+        arguments: args.arguments,
+        queue: args.queue,
+        schedule: parse_schedule(&args.schedule)?,
+        ..TaskChanges::default()
+    };
+    if changes.schedule.is_none() && args.schedule.time_zone.is_some() {
+        return Err(Failure::invalid("`--time-zone` needs `--cron` with it"));
+    }
+    if let Some(max_duration) = &args.max_duration {
+        changes.max_duration = Some(if max_duration.trim() == "none" {
+            None
+        } else {
+            Some(parse_seconds_option(max_duration)?)
+        });
+    }
+    if let Some(next_run) = &args.next_run {
+        changes.next_run = Some(parse_time(next_run)?);
+    }
+    Ok(store.update_task(args.id, changes).await?)
+}
+
+async fn executions(options: &CliOptions, args: ExecutionsArgs) -> Outcome {
+    let store = open_store(options).await?;
+    if let Some(id) = args.id {
+        let execution = store.execution(id).await?;
+        if args.json {
+            print_json(&execution)?;
+        } else {
+            print_execution(&execution);
+        }
+        return Ok(0);
+    }
+    let status = match &args.status {
+        Some(text) => Some(
+            text.parse::<Status>()
+                .map_err(|error| Failure::invalid(error.to_string()))?,
+        ),
+        None => None,
+    };
+    if args.limit < 1 {
+        return Err(Failure::invalid(format!(
+            "invalid limit `{}`: give at least 1",
+            args.limit
+        )));
+    }
+    let filter = ExecutionFilter {
+        status,
+        task_id: args.task,
+        command: args.command,
+        queue: args.queue,
+        limit: args.limit,
+    };
+    let executions = store.executions(filter).await?;
+    if args.json {
+        print_json(&executions)?;
+    } else {
+        print_execution_table(&executions);
+    }
+    Ok(0)
+}
+
+async fn run_foreground(options: &CliOptions, args: RunArgs) -> Outcome {
+    let store = open_store(options).await?;
+    validate_command(&store, &args.command, &args.arguments)?;
+
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let identity = runner::runner_identity();
+    let started_at = clock.now();
+    let execution_id = store
+        .start_foreground(&args.command, &args.arguments, &identity, started_at)
+        .await?;
+
+    let (kill_sender, kill_receiver) = watch::channel(None);
+    let signals = tokio::spawn(async move {
+        if let Some(signal) = foreground_signal().await {
+            let _ = kill_sender.send(Some(format!("killed: the process received {signal}")));
+        }
+    });
+    let request = RunRequest {
+        store: store.clone(),
+        clock,
+        command: args.command.clone(),
+        arguments: args.arguments.clone(),
+        task_id: None,
+        execution_id,
+        due_at: None,
+        started_at,
+        max_duration: None,
+        lock_dir: lock_dir(options),
+        holder: format!("pid {} foreground run {identity}", std::process::id()),
+        echo: true,
+    };
+    let finish = run_command(request, kill_receiver).await;
+    signals.abort();
+
+    let status = finish.status;
+    let failure_text = (status != Status::Success).then(|| last_line(&finish.output).to_owned());
+    let span = tracing::info_span!("quicksilver.run", execution.id = execution_id, task.command = %args.command);
+    runner::record(&store, finish, &span).await;
+    match failure_text {
+        None => Ok(0),
+        Some(text) => {
+            eprintln!("execution {execution_id} ended {status}: {text}");
+            Ok(1)
+        }
+    }
+}
+
+#[cfg(unix)]
+async fn foreground_signal() -> Option<&'static str> {
+    use tokio::signal::unix::{signal, SignalKind};
+
+    let mut terminate = signal(SignalKind::terminate()).ok()?;
+    let mut interrupt = signal(SignalKind::interrupt()).ok()?;
+    tokio::select! {
+        _ = terminate.recv() => Some("SIGTERM"),
+        _ = interrupt.recv() => Some("SIGINT"),
+    }
+}
+
+#[cfg(not(unix))]
+async fn foreground_signal() -> Option<&'static str> {
+    tokio::signal::ctrl_c().await.ok().map(|()| "SIGINT")
+}
+
+fn last_line(text: &str) -> &str {
+    text.lines().last().unwrap_or("")
+}
+
+fn print_json<T: serde::Serialize + ?Sized>(value: &T) -> Result<(), Failure> {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|error| Failure::failed(format!("cannot encode JSON: {error}")))?;
+    println!("{text}");
+    Ok(())
+}
+
+fn format_time(time: DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn schedule_text(task: &Task) -> String {
+    match task.schedule() {
+        Ok(schedule) => schedule.to_string(),
+        Err(error) => format!("invalid: {error}"),
+    }
+}
+
+fn describe_task(task: &Task) -> String {
+    format!(
+        "{}{} ({}, queue {})",
+        task.command,
+        arguments_text(&task.arguments),
+        schedule_text(task),
+        task.queue
+    )
+}
+
+fn describe_new_task(task: &NewTask) -> String {
+    format!(
+        "command `{}{}`, {}, queue {}",
+        task.command,
+        arguments_text(&task.arguments),
+        task.schedule,
+        task.queue
+    )
+}
+
+fn arguments_text(arguments: &[String]) -> String {
+    let mut text = String::new();
+    for argument in arguments {
+        if argument.is_empty() || argument.contains(char::is_whitespace) || argument.contains('"') {
+            let _ = write!(text, " {argument:?}");
+        } else {
+            let _ = write!(text, " {argument}");
+        }
+    }
+    text
+}
+
+/// The task as JSON: its stored fields plus its schedule as text.
+fn task_json(task: &Task) -> serde_json::Value {
+    let mut value = serde_json::to_value(task).unwrap_or_default();
+    if let Some(object) = value.as_object_mut() {
+        object.insert("schedule".to_owned(), schedule_text(task).into());
+    }
+    value
+}
+
+fn print_task(task: &Task, json: bool, with_preview: bool) -> Outcome {
+    if json {
+        print_json(&task_json(task))?;
+        return Ok(0);
+    }
+    println!("task {}", task.id);
+    println!("  command:      {}{}", task.command, arguments_text(&task.arguments));
+    println!("  queue:        {}", task.queue);
+    println!("  schedule:     {}", schedule_text(task));
+    println!("  next run:     {}", format_time(task.next_run));
+    if let Some(max_duration) = task.max_duration() {
+        println!("  max duration: {}", runner::humanize(max_duration));
+    }
+    println!("  state:        {}", if task.paused { "paused" } else { "active" });
+    if let Some(declaration) = &task.declaration {
+        println!("  declared as:  {declaration}");
+    }
+    if with_preview {
+        if let Ok(schedule) = task.schedule() {
+            let upcoming = schedule.upcoming(task.next_run, 4);
+            let runs: Vec<String> = std::iter::once(task.next_run)
+                .chain(upcoming)
+                .map(format_time)
+                .collect();
+            println!("  next runs:    {}", runs.join(", "));
+        }
+    }
+    Ok(0)
+}
+
+fn print_task_table(tasks: &[Task]) {
+    let rows: Vec<Vec<String>> = tasks
+        .iter()
+        .map(|task| {
+            vec![
+                task.id.to_string(),
+                task.queue.clone(),
+                format!("{}{}", task.command, arguments_text(&task.arguments)),
+                schedule_text(task),
+                format_time(task.next_run),
+                if task.paused { "paused" } else { "active" }.to_owned(),
+            ]
+        })
+        .collect();
+    print_table(&["ID", "QUEUE", "COMMAND", "SCHEDULE", "NEXT RUN", "STATE"], &rows);
+}
+
+fn print_execution_table(executions: &[Execution]) {
+    let rows: Vec<Vec<String>> = executions
+        .iter()
+        .map(|execution| {
+            let mut output = last_line(&execution.output).to_owned();
+            if output.chars().count() > 60 {
+                output = output.chars().take(57).collect::<String>() + "...";
+            }
+            vec![
+                execution.id.to_string(),
+                execution.task_id.map(|id| id.to_string()).unwrap_or_else(|| "-".to_owned()),
+                execution.command.clone(),
+                execution.queue.clone().unwrap_or_else(|| "-".to_owned()),
+                execution.status.to_string(),
+                execution.started.map(format_time).unwrap_or_default(),
+                execution
+                    .runtime_seconds
+                    .map(|seconds| format!("{seconds:.3}s"))
+                    .unwrap_or_default(),
+                output,
+            ]
+        })
+        .collect();
+    print_table(
+        &["ID", "TASK", "COMMAND", "QUEUE", "STATUS", "STARTED", "RUNTIME", "OUTPUT"],
+        &rows,
+    );
+}
+
+fn print_execution(execution: &Execution) {
+    println!("execution {}", execution.id);
+    let task = execution.task_id.map(|id| id.to_string()).unwrap_or_else(|| "-".to_owned());
+    println!("  task:     {task}");
+    println!("  command:  {}{}", execution.command, arguments_text(&execution.arguments));
+    println!("  queue:    {}", execution.queue.as_deref().unwrap_or("-"));
+    println!("  status:   {}", execution.status);
+    if let Some(due_at) = execution.due_at {
+        println!("  due at:   {}", format_time(due_at));
+    }
+    if let Some(started) = execution.started {
+        println!("  started:  {}", format_time(started));
+    }
+    if let Some(ended) = execution.ended {
+        println!("  ended:    {}", format_time(ended));
+    }
+    if let Some(runtime) = execution.runtime_seconds {
+        println!("  runtime:  {runtime:.3}s");
+    }
+    println!("  runner:   {}", execution.runner.as_deref().unwrap_or("-"));
+    println!("  output:");
+    for line in execution.output.lines() {
+        println!("    {line}");
+    }
+}
+
+/// Prints rows under a header, each column as wide as its widest cell.
+fn print_table(header: &[&str], rows: &[Vec<String>]) {
+    if rows.is_empty() {
+        println!("(none)");
+        return;
+    }
+    let mut widths: Vec<usize> = header.iter().map(|title| title.chars().count()).collect();
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let format_row = |cells: Vec<&str>| {
+        let mut line = String::new();
+        for (index, (cell, width)) in cells.iter().zip(&widths).enumerate() {
+            if index + 1 == cells.len() {
+                line.push_str(cell);
+            } else {
+                let _ = write!(line, "{cell:<width$}  ");
+            }
+        }
+        line.trim_end().to_owned()
+    };
+    println!("{}", format_row(header.to_vec()));
+    for row in rows {
+        println!("{}", format_row(row.iter().map(String::as_str).collect()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_tree_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_rejects_text_with_the_value() {
+        let args = ScheduleArgs {
+            every: Some("soon".to_owned()),
+            ..ScheduleArgs::default()
+        };
+        let failure = parse_schedule(&args).unwrap_err();
+        assert_eq!(failure.code, EXIT_INVALID);
+        assert!(failure.message.contains("`soon`"), "{}", failure.message);
+    }
+
+    #[test]
+    fn time_accepts_rfc3339_and_now() {
+        assert!(parse_time("2026-01-31T08:00:00Z").is_ok());
+        assert!(parse_time("now").is_ok());
+        assert_eq!(parse_time("tomorrow").unwrap_err().code, EXIT_INVALID);
+    }
+
+    #[test]
+    fn arguments_text_quotes_spaces() {
+        let arguments = vec!["--name".to_owned(), "a b".to_owned()];
+        assert_eq!(arguments_text(&arguments), " --name \"a b\"");
+    }
+}

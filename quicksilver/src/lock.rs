@@ -74,13 +74,6 @@ fn file_safe(name: &str) -> String {
 #[derive(Debug)]
 pub(crate) struct HeldLock {
     _file: fd_lock::RwLock<File>,
-    path: PathBuf,
-}
-
-impl HeldLock {
-    pub(crate) fn path(&self) -> &Path {
-        &self.path
-    }
 }
 
 /// The result of trying a lock that may be taken.
@@ -125,10 +118,7 @@ pub(crate) fn try_lock(path: &Path, holder: &str) -> Result<Attempt, LockError> 
 
     if acquired {
         tracing::trace!(lock.path = %path.display(), "lock taken");
-        return Ok(Attempt::Acquired(HeldLock {
-            _file: lock,
-            path: path.to_path_buf(),
-        }));
+        return Ok(Attempt::Acquired(HeldLock { _file: lock }));
     }
 
     let mut holder = String::new();

@@ -38,3 +38,13 @@ impl Schedule {
         match self { Schedule::Every { seconds } => (Some(*seconds as i64), None, None), Schedule::Cron(_) => (None, None, None) }
     }
 }
+impl std::fmt::Display for Schedule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { write!(f, "{self:?}") }
+}
+impl Schedule {
+    pub fn upcoming(&self, from: DateTime<Utc>, count: usize) -> Vec<DateTime<Utc>> {
+        let mut out = Vec::new(); let mut t = from;
+        for _ in 0..count { t = self.next_after(t, t); out.push(t); }
+        out
+    }
+}

@@ -651,14 +651,6 @@ impl Store {
         .await
     }
 
-    /// Returns when the next task of `queue` falls due, among tasks that
-    /// are not paused and have no ongoing run.
-    pub(crate) async fn next_due(&self, queue: &str) -> Result<Option<DateTime<Utc>>> {
-        let queue = queue.to_owned();
-        self.run(move |connection| next_due_at(connection, &queue))
-            .await
-    }
-
     /// Records the start of a foreground run of `command` and returns the
     /// execution id.
     pub(crate) async fn start_foreground(

@@ -1,0 +1,6 @@
+use quicksilver::Context;
+
+#[quicksilver::command("report")]
+async fn report(_ctx: &Context) {}
+
+fn main() {}

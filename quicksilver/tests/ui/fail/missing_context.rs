@@ -1,0 +1,4 @@
+#[quicksilver::command]
+async fn heartbeat() {}
+
+fn main() {}

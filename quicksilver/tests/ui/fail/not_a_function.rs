@@ -1,0 +1,4 @@
+#[quicksilver::command]
+struct Report;
+
+fn main() {}

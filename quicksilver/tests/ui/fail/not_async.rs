@@ -1,0 +1,6 @@
+use quicksilver::Context;
+
+#[quicksilver::command]
+fn heartbeat(_ctx: &Context) {}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[quicksilver::command]
+async fn report(_ctx: &String) {}
+
+fn main() {}
