@@ -183,11 +183,7 @@ fn command_future(
 /// gets the location of the first user token and the last token of `tail`
 /// the location of the last one, and errors on the expression underline the
 /// user's tokens from start to end.
-fn spanning(
-    user_tokens: &impl ToTokens,
-    head: TokenStream,
-    tail: impl ToTokens,
-) -> TokenStream {
+fn spanning(user_tokens: &impl ToTokens, head: TokenStream, tail: impl ToTokens) -> TokenStream {
     let mut user_tokens = user_tokens.to_token_stream().into_iter();
     let Some(first) = user_tokens.next() else {
         return quote!(#head #tail);
@@ -252,9 +248,20 @@ mod tests {
 
     #[test]
     fn registers_function_name_without_lock() {
-        let expanded = expand_to_string(quote!(), quote!(async fn heartbeat(ctx: &Context) {}));
-        assert!(expanded.contains("CommandDescriptor :: new (\"heartbeat\" , false ,"), "{expanded}");
-        assert!(expanded.contains("expect_no_arguments (\"heartbeat\""), "{expanded}");
+        let expanded = expand_to_string(
+            quote!(),
+            quote!(
+                async fn heartbeat(ctx: &Context) {}
+            ),
+        );
+        assert!(
+            expanded.contains("CommandDescriptor :: new (\"heartbeat\" , false ,"),
+            "{expanded}"
+        );
+        assert!(
+            expanded.contains("expect_no_arguments (\"heartbeat\""),
+            "{expanded}"
+        );
         assert!(expanded.contains("inventory :: submit !"), "{expanded}");
     }
 
@@ -262,28 +269,51 @@ mod tests {
     fn registers_given_name_with_lock() {
         let expanded = expand_to_string(
             quote!(lock, name = "greet.v2"),
-            quote!(async fn greet(ctx: &Context, args: GreetArgs) {}),
+            quote!(
+                async fn greet(ctx: &Context, args: GreetArgs) {}
+            ),
         );
-        assert!(expanded.contains("CommandDescriptor :: new (\"greet.v2\" , true ,"), "{expanded}");
-        assert!(expanded.contains("parse_arguments :: < GreetArgs > (\"greet.v2\""), "{expanded}");
+        assert!(
+            expanded.contains("CommandDescriptor :: new (\"greet.v2\" , true ,"),
+            "{expanded}"
+        );
+        assert!(
+            expanded.contains("parse_arguments :: < GreetArgs > (\"greet.v2\""),
+            "{expanded}"
+        );
         assert!(!expanded.contains("expect_no_arguments"), "{expanded}");
     }
 
     #[test]
     fn raw_identifier_name_has_no_prefix() {
-        let expanded = expand_to_string(quote!(), quote!(async fn r#type(ctx: &Context) {}));
-        assert!(expanded.contains("CommandDescriptor :: new (\"type\""), "{expanded}");
+        let expanded = expand_to_string(
+            quote!(),
+            quote!(
+                async fn r#type(ctx: &Context) {}
+            ),
+        );
+        assert!(
+            expanded.contains("CommandDescriptor :: new (\"type\""),
+            "{expanded}"
+        );
     }
 
     #[test]
     fn non_ascii_function_name_needs_explicit_name() {
-        let messages = expand_errors(quote!(), quote!(async fn café(ctx: &Context) {}));
+        let messages = expand_errors(
+            quote!(),
+            quote!(
+                async fn café(ctx: &Context) {}
+            ),
+        );
         assert_eq!(messages.len(), 1, "{messages:?}");
         assert!(messages[0].contains("`name = \"...\"`"), "{messages:?}");
 
         let expanded = expand_to_string(
             quote!(name = "cafe"),
-            quote!(async fn café(ctx: &Context) {}),
+            quote!(
+                async fn café(ctx: &Context) {}
+            ),
         );
         assert!(expanded.contains("\"cafe\""), "{expanded}");
     }
@@ -292,32 +322,54 @@ mod tests {
     fn copies_cfg_attributes_to_registration() {
         let expanded = expand_to_string(
             quote!(),
-            quote!(#[cfg(feature = "extra")] #[doc = "x"] async fn extra(ctx: &Context) {}),
+            quote!(
+                #[cfg(feature = "extra")]
+                #[doc = "x"]
+                async fn extra(ctx: &Context) {}
+            ),
         );
         let registration = expanded.split("const _").nth(1).unwrap_or_default();
-        assert!(expanded.contains("# [cfg (feature = \"extra\")] const _"), "{expanded}");
+        assert!(
+            expanded.contains("# [cfg (feature = \"extra\")] const _"),
+            "{expanded}"
+        );
         assert!(!registration.contains("doc"), "{expanded}");
     }
 
     #[test]
     fn rejects_non_function_items() {
-        let messages = expand_errors(quote!(), quote!(struct Heartbeat;));
+        let messages = expand_errors(
+            quote!(),
+            quote!(
+                struct Heartbeat;
+            ),
+        );
         assert_eq!(messages.len(), 1, "{messages:?}");
-        assert!(messages[0].contains("applies only to `async fn` items"), "{messages:?}");
+        assert!(
+            messages[0].contains("applies only to `async fn` items"),
+            "{messages:?}"
+        );
     }
 
     #[test]
     fn reports_option_and_signature_problems_together() {
         let messages = expand_errors(
             quote!(name = "", colour, lock = true),
-            quote!(fn run(ctx: Context, a: A, b: B) {}),
+            quote!(
+                fn run(ctx: Context, a: A, b: B) {}
+            ),
         );
         assert_eq!(messages.len(), 6, "{messages:?}");
     }
 
     #[test]
     fn reports_options_with_unparsable_item() {
-        let messages = expand_errors(quote!(colour), quote!(struct Heartbeat;));
+        let messages = expand_errors(
+            quote!(colour),
+            quote!(
+                struct Heartbeat;
+            ),
+        );
         assert_eq!(messages.len(), 2, "{messages:?}");
     }
 

@@ -19,6 +19,13 @@ use proc_macro::TokenStream;
 /// function, and a registration of that entry point with `inventory`. When
 /// the attribute or the function is invalid, the expansion keeps the function
 /// and adds an error for every problem found.
+///
+/// # Caveats
+///
+/// - The function must be a free function, in a module or a block. In an
+///   `impl` block the anonymous constant is rejected by the compiler.
+/// - The generated code names the library as `::quicksilver`, so a crate
+///   that renames the dependency cannot use the attribute.
 #[proc_macro_attribute]
 pub fn command(attribute: TokenStream, item: TokenStream) -> TokenStream {
     match expand::expand(attribute.into(), item.clone().into()) {

@@ -76,8 +76,8 @@ fn explain_syntax_error(error: syn::Error) -> syn::Error {
     syn::Error::new(
         error.span(),
         format!(
-            "invalid options in `#[quicksilver::command(...)]` ({error}), \
-             expected `name = \"...\"` and `lock` separated by commas"
+            "invalid options in `#[quicksilver::command]` ({error}), \
+             so write `name = \"...\"` and `lock` separated by commas"
         ),
     )
 }
@@ -160,7 +160,10 @@ mod tests {
     fn parse(attribute: TokenStream) -> (Option<CommandOptions>, Vec<String>) {
         match parse_options(attribute) {
             Ok(options) => (Some(options), Vec::new()),
-            Err(error) => (None, error.into_iter().map(|error| error.to_string()).collect()),
+            Err(error) => (
+                None,
+                error.into_iter().map(|error| error.to_string()).collect(),
+            ),
         }
     }
 
@@ -179,7 +182,10 @@ mod tests {
             let (options, messages) = parse(attribute);
             assert!(messages.is_empty(), "{messages:?}");
             let options = options.expect("no errors");
-            assert_eq!(options.name.map(|name| name.value()).as_deref(), Some("greet"));
+            assert_eq!(
+                options.name.map(|name| name.value()).as_deref(),
+                Some("greet")
+            );
             assert!(options.lock);
         }
     }
@@ -188,20 +194,34 @@ mod tests {
     fn unknown_option_is_named() {
         let (_, messages) = parse(quote!(colour = "red"));
         assert_eq!(messages.len(), 1);
-        assert!(messages[0].contains("unknown option `colour`"), "{messages:?}");
+        assert!(
+            messages[0].contains("unknown option `colour`"),
+            "{messages:?}"
+        );
     }
 
     #[test]
     fn duplicate_options_are_rejected() {
         let (_, messages) = parse(quote!(lock, name = "a", lock, name = "b"));
         assert_eq!(messages.len(), 2, "{messages:?}");
-        assert!(messages[0].contains("duplicate option `lock`"), "{messages:?}");
-        assert!(messages[1].contains("duplicate option `name`"), "{messages:?}");
+        assert!(
+            messages[0].contains("duplicate option `lock`"),
+            "{messages:?}"
+        );
+        assert!(
+            messages[1].contains("duplicate option `name`"),
+            "{messages:?}"
+        );
     }
 
     #[test]
     fn name_must_be_string_literal() {
-        for attribute in [quote!(name = 5), quote!(name = greet), quote!(name), quote!(name("a"))] {
+        for attribute in [
+            quote!(name = 5),
+            quote!(name = greet),
+            quote!(name),
+            quote!(name("a")),
+        ] {
             let (_, messages) = parse(attribute);
             assert_eq!(messages.len(), 1, "{messages:?}");
             assert!(messages[0].contains("option `name`"), "{messages:?}");
@@ -245,7 +265,11 @@ mod tests {
             assert_eq!(find_invalid_character(valid), None, "{valid}");
         }
         for (invalid, character) in [("a b", ' '), ("café", 'é'), ("x/y", '/')] {
-            assert_eq!(find_invalid_character(invalid), Some(character), "{invalid}");
+            assert_eq!(
+                find_invalid_character(invalid),
+                Some(character),
+                "{invalid}"
+            );
         }
     }
 }

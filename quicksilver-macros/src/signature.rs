@@ -167,21 +167,31 @@ mod tests {
     fn check(function: TokenStream) -> (Vec<String>, Option<usize>) {
         let function: syn::ItemFn = syn::parse2(function).expect("test input is a function");
         match check_signature(&function.sig) {
-            Ok(parameters) => (Vec::new(), Some(1 + usize::from(parameters.arguments.is_some()))),
-            Err(error) => (error.into_iter().map(|error| error.to_string()).collect(), None),
+            Ok(parameters) => (
+                Vec::new(),
+                Some(1 + usize::from(parameters.arguments.is_some())),
+            ),
+            Err(error) => (
+                error.into_iter().map(|error| error.to_string()).collect(),
+                None,
+            ),
         }
     }
 
     #[test]
     fn accepts_context_alone() {
-        let (messages, accepted) = check(quote!(async fn beat(ctx: &Context) {}));
+        let (messages, accepted) = check(quote!(
+            async fn beat(ctx: &Context) {}
+        ));
         assert!(messages.is_empty(), "{messages:?}");
         assert_eq!(accepted, Some(1));
     }
 
     #[test]
     fn accepts_context_and_arguments() {
-        let function = quote!(async fn greet<'a>(_: &'a Context, Args { name }: Args) {});
+        let function = quote!(
+            async fn greet<'a>(_: &'a Context, Args { name }: Args) {}
+        );
         let (messages, accepted) = check(function);
         assert!(messages.is_empty(), "{messages:?}");
         assert_eq!(accepted, Some(2));
@@ -190,10 +200,30 @@ mod tests {
     #[test]
     fn rejects_qualifiers() {
         let cases = [
-            (quote!(fn beat(ctx: &Context) {}), "requires an `async fn`"),
-            (quote!(const async fn beat(ctx: &Context) {}), "`const fn`"),
-            (quote!(async unsafe fn beat(ctx: &Context) {}), "`unsafe fn`"),
-            (quote!(async extern "C" fn beat(ctx: &Context) {}), "`extern fn`"),
+            (
+                quote!(
+                    fn beat(ctx: &Context) {}
+                ),
+                "requires an `async fn`",
+            ),
+            (
+                quote!(
+                    const async fn beat(ctx: &Context) {}
+                ),
+                "`const fn`",
+            ),
+            (
+                quote!(
+                    async unsafe fn beat(ctx: &Context) {}
+                ),
+                "`unsafe fn`",
+            ),
+            (
+                quote!(
+                    async extern "C" fn beat(ctx: &Context) {}
+                ),
+                "`extern fn`",
+            ),
         ];
         for (function, expected) in cases {
             let (messages, _) = check(function);
@@ -204,24 +234,35 @@ mod tests {
 
     #[test]
     fn rejects_type_and_const_generics() {
-        let (messages, _) = check(quote!(async fn beat<T, const N: usize>(ctx: &Context) {}));
+        let (messages, _) = check(quote!(
+            async fn beat<T, const N: usize>(ctx: &Context) {}
+        ));
         assert_eq!(messages.len(), 2, "{messages:?}");
         assert!(messages.iter().all(|message| message.contains("generic")));
     }
 
     #[test]
     fn rejects_missing_context() {
-        let (messages, accepted) = check(quote!(async fn beat() {}));
+        let (messages, accepted) = check(quote!(
+            async fn beat() {}
+        ));
         assert_eq!(messages.len(), 1, "{messages:?}");
-        assert!(messages[0].contains("requires a first parameter"), "{messages:?}");
+        assert!(
+            messages[0].contains("requires a first parameter"),
+            "{messages:?}"
+        );
         assert_eq!(accepted, None);
     }
 
     #[test]
     fn rejects_context_not_shared_reference() {
         for function in [
-            quote!(async fn beat(ctx: Context) {}),
-            quote!(async fn beat(ctx: &mut Context) {}),
+            quote!(
+                async fn beat(ctx: Context) {}
+            ),
+            quote!(
+                async fn beat(ctx: &mut Context) {}
+            ),
         ] {
             let (messages, accepted) = check(function);
             assert_eq!(messages.len(), 1, "{messages:?}");
@@ -233,8 +274,12 @@ mod tests {
     #[test]
     fn rejects_borrowed_or_impl_arguments() {
         for function in [
-            quote!(async fn greet(ctx: &Context, args: &Args) {}),
-            quote!(async fn greet(ctx: &Context, args: impl Parser) {}),
+            quote!(
+                async fn greet(ctx: &Context, args: &Args) {}
+            ),
+            quote!(
+                async fn greet(ctx: &Context, args: impl Parser) {}
+            ),
         ] {
             let (messages, accepted) = check(function);
             assert_eq!(messages.len(), 1, "{messages:?}");
@@ -244,7 +289,9 @@ mod tests {
 
     #[test]
     fn rejects_extra_parameters_once() {
-        let (messages, accepted) = check(quote!(async fn greet(c: &C, a: A, b: B, d: D) {}));
+        let (messages, accepted) = check(quote!(
+            async fn greet(c: &C, a: A, b: B, d: D) {}
+        ));
         assert_eq!(messages.len(), 1, "{messages:?}");
         assert!(messages[0].contains("has 4"), "{messages:?}");
         assert_eq!(accepted, None);
@@ -252,7 +299,9 @@ mod tests {
 
     #[test]
     fn rejects_self_receiver() {
-        let (messages, accepted) = check(quote!(async fn run(&self, ctx: &Context) {}));
+        let (messages, accepted) = check(quote!(
+            async fn run(&self, ctx: &Context) {}
+        ));
         assert_eq!(messages.len(), 1, "{messages:?}");
         assert!(messages[0].contains("`self`"), "{messages:?}");
         assert_eq!(accepted, None);
@@ -260,7 +309,9 @@ mod tests {
 
     #[test]
     fn reports_every_problem() {
-        let (messages, _) = check(quote!(unsafe fn run<T>(&self, ctx: Context, a: &A, b: B) {}));
+        let (messages, _) = check(quote!(
+            unsafe fn run<T>(&self, ctx: Context, a: &A, b: B) {}
+        ));
         let expected = [
             "requires an `async fn`",
             "`unsafe fn`",

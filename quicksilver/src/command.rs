@@ -258,8 +258,16 @@ pub(crate) fn parse_arguments<A: clap::Parser>(
 ) -> Result<A, ArgumentError> {
     let words = std::iter::once(command.to_owned()).chain(arguments.iter().cloned());
     A::try_parse_from(words).map_err(|error| {
+        // clap renders several lines for a terminal; keep the ones that say
+        // what is wrong and how to call the command, on one line.
         let rendered = error.render().to_string();
-        ArgumentError::new(command, rendered.trim_end())
+        let lines: Vec<&str> = rendered
+            .lines()
+            .map(str::trim)
+            .filter(|line| !line.is_empty() && !line.starts_with("For more information"))
+            .map(|line| line.strip_prefix("error: ").unwrap_or(line))
+            .collect();
+        ArgumentError::new(command, lines.join("; "))
     })
 }
 

@@ -129,7 +129,11 @@ struct Options {
     default_max_duration: Option<Duration>,
     lock_dir: PathBuf,
     handle_signals: bool,
+    on_execution_end: Option<Arc<ExecutionHook>>,
 }
+
+/// A callback the runner calls with each execution it recorded.
+type ExecutionHook = dyn Fn(&crate::execution::Execution) + Send + Sync;
 
 impl std::fmt::Debug for RunnerBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -168,6 +172,7 @@ impl Runner {
             default_max_duration: None,
                 lock_dir: lock::default_lock_dir(),
                 handle_signals: true,
+                on_execution_end: None,
             },
         }
     }
@@ -294,6 +299,17 @@ impl RunnerBuilder {
     /// Sets whether SIGINT and SIGTERM stop the runner (on by default).
     pub fn handle_signals(mut self, handle_signals: bool) -> Self {
         self.options.handle_signals = handle_signals;
+        self
+    }
+
+    /// Calls `hook` with each execution once its end is recorded, for
+    /// printing or metrics. It runs on the execution's task, so it should
+    /// return quickly.
+    pub fn on_execution_end(
+        mut self,
+        hook: impl Fn(&crate::execution::Execution) + Send + Sync + 'static,
+    ) -> Self {
+        self.options.on_execution_end = Some(Arc::new(hook));
         self
     }
 
@@ -634,7 +650,27 @@ impl Execution {
             echo: false,
         };
         let finished = run_command(request, self.kill).instrument(span.clone()).await;
+        let report = self.options.on_execution_end.as_ref().map(|hook| {
+            let execution = crate::execution::Execution {
+                id: finished.execution_id,
+                task_id: Some(task.id),
+                command: task.command.clone(),
+                arguments: task.arguments.clone(),
+                queue: Some(task.queue.clone()),
+                status: finished.status,
+                due_at: Some(self.claim.due_at),
+                started: Some(finished.ended - to_delta(finished.runtime)),
+                ended: Some(finished.ended),
+                runtime_seconds: Some(finished.runtime.as_secs_f64()),
+                output: finished.output.clone(),
+                runner: Some(self.identity.to_string()),
+            };
+            (hook.clone(), execution)
+        });
         record(&self.store, finished, &span).await;
+        if let Some((hook, execution)) = report {
+            hook(&execution);
+        }
     }
 }
 

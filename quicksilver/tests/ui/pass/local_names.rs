@@ -25,6 +25,9 @@ async fn r#type(_ctx: &Context) {}
 
 fn main() {
     for name in ["context", "arguments", "output", "type"] {
-        assert!(quicksilver::find_command(name).is_some(), "`{name}` is registered");
+        assert!(
+            quicksilver::find_command(name).is_some(),
+            "`{name}` is registered"
+        );
     }
 }

@@ -24,7 +24,10 @@ fn main() {
 
     let nightly =
         quicksilver::find_command("nightly.cleanup").expect("`nightly.cleanup` is registered");
-    assert_eq!(nightly.module(), format!("{}::jobs::nightly", module_path!()));
+    assert_eq!(
+        nightly.module(),
+        format!("{}::jobs::nightly", module_path!())
+    );
 
     assert!(quicksilver::find_command("local_cleanup").is_some());
     assert!(quicksilver::duplicate_commands().is_empty());
