@@ -32,7 +32,7 @@ pub use crate::output::{capture_layer, CaptureLayer, OUTPUT_LIMIT};
 pub use crate::runner::{
     Runner, RunnerBuilder, RunnerError, StopReason, DEFAULT_GRACE_PERIOD, DEFAULT_SLEEP_DURATION,
 };
-pub use crate::schedule::{Schedule, ScheduleError};
+pub use crate::schedule::{CronSchedule, Schedule, ScheduleError};
 pub use crate::store::{Store, StoreError};
 pub use crate::task::{
     declarations, DeclarationError, Declared, NewTask, Task, TaskChanges, TaskDeclaration,

@@ -476,6 +476,7 @@ impl RunState {
         let mut last_wall = clock.now();
         let mut last_instant = Instant::now();
         let mut failures = 0u32;
+        let mut changes = self.store.watch_changes();
 
         let reason = loop {
             let now = clock.now();
@@ -526,7 +527,7 @@ impl RunState {
 
             tokio::select! {
                 () = clock.sleep_until(deadline) => {}
-                () = self.store.changed() => {}
+                Ok(()) = changes.changed() => {}
                 Some(_) = running.join_next(), if !running.is_empty() => {}
                 reason = &mut stop => break reason,
                 () = sleep_until_option(restart_at) => break StopReason::RestartDue,

@@ -17,7 +17,7 @@ use diesel::prelude::*;
 use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
 use diesel::sqlite::SqliteConnection;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
-use tokio::sync::Notify;
+use tokio::sync::watch;
 
 use self::rows::{
     encode_arguments, from_db, to_db, ExecutionRow, InsertExecution, InsertTask, TaskRow,
@@ -151,7 +151,8 @@ struct StoreInner {
     pool: Pool<ConnectionManager<SqliteConnection>>,
     url: String,
     path: PathBuf,
-    changes: Notify,
+    /// A counter bumped by every change to tasks made through this store.
+    changes: watch::Sender<u64>,
 }
 
 impl std::fmt::Debug for Store {
@@ -249,7 +250,7 @@ impl Store {
                 pool,
                 url: shown,
                 path,
-                changes: Notify::new(),
+                changes: watch::Sender::new(0),
             }),
         })
     }
@@ -271,18 +272,15 @@ impl Store {
         format!("{hash:016x}")
     }
 
-    /// Waits until a task changes through this store (or a clone of it).
-    ///
-    /// # Cancel safety
-    ///
-    /// Cancel safe. Changes made by other processes are not seen here; the
-    /// runner picks them up at its next check.
-    pub async fn changed(&self) {
-        self.inner.changes.notified().await;
+    /// Returns a receiver that sees each change to tasks made through this
+    /// store or a clone of it. Changes made by other processes are not seen
+    /// here; runners pick them up at their next check.
+    pub(crate) fn watch_changes(&self) -> watch::Receiver<u64> {
+        self.inner.changes.subscribe()
     }
 
     fn notify_change(&self) {
-        self.inner.changes.notify_waiters();
+        self.inner.changes.send_modify(|version| *version = version.wrapping_add(1));
     }
 
     async fn run<T, F>(&self, work: F) -> Result<T>
@@ -631,18 +629,25 @@ impl Store {
         let queue = queue.to_owned();
         let runner = runner.to_owned();
         self.run(move |connection| {
+            // Most wake-ups find nothing due: check with a read first, so
+            // that an idle runner never takes the write lock.
+            let next_due = next_due_at(connection, &queue)?;
+            if limit == 0 || next_due.is_none_or(|due| due > now) {
+                return Ok(ClaimBatch {
+                    claims: Vec::new(),
+                    next_due,
+                });
+            }
             connection.immediate_transaction(|connection| {
-                let mut claims = Vec::new();
-                if limit > 0 {
-                    let due = due_tasks(&queue)
-                        .filter(tasks::next_run.le(to_db(now)))
-                        .order((tasks::next_run, tasks::id))
-                        .limit(i64::try_from(limit).unwrap_or(i64::MAX))
-                        .select(TaskRow::as_select())
-                        .load(connection)?;
-                    for row in due {
-                        claims.push(claim_one(connection, row, now, &runner)?);
-                    }
+                let due = due_tasks(&queue)
+                    .filter(tasks::next_run.le(to_db(now)))
+                    .order((tasks::next_run, tasks::id))
+                    .limit(i64::try_from(limit).unwrap_or(i64::MAX))
+                    .select(TaskRow::as_select())
+                    .load(connection)?;
+                let mut claims = Vec::with_capacity(due.len());
+                for row in due {
+                    claims.push(claim_one(connection, row, now, &runner)?);
                 }
                 let next_due = next_due_at(connection, &queue)?;
                 Ok(ClaimBatch { claims, next_due })

@@ -1,5 +1,6 @@
-//! The generated registration is a module-level item, so a command cannot be
-//! an associated function, and the compiler says so in its own words.
+//! The generated registration is an anonymous constant, which an `impl` block
+//! cannot contain, so a command cannot be an associated function. The error
+//! comes from the compiler, not from the macro.
 
 use quicksilver::Context;
 
