@@ -215,7 +215,11 @@ impl TaskDeclaration {
 
     /// Declares a task of `command` on a cron expression with a seconds
     /// field, in an IANA time zone such as `"Europe/Paris"` or `"UTC"`.
-    pub const fn cron(command: &'static str, expression: &'static str, time_zone: &'static str) -> Self {
+    pub const fn cron(
+        command: &'static str,
+        expression: &'static str,
+        time_zone: &'static str,
+    ) -> Self {
         TaskDeclaration {
             command,
             arguments: &[],
@@ -430,4 +434,86 @@ fn validate(entry: &DeclarationEntry) -> Result<Declared, DeclarationError> {
         module: entry.module,
         task,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(declaration: TaskDeclaration) -> DeclarationEntry {
+        DeclarationEntry::new(declaration, "host::jobs")
+    }
+
+    #[test]
+    fn declared_cron_is_validated_with_reason() {
+        let declaration =
+            TaskDeclaration::cron("clear_successful_executions", "*/5 * * * *", "UTC");
+        let error = validate(&entry(declaration)).unwrap_err();
+        let message = error.to_string();
+        assert!(
+            matches!(error, DeclarationError::Schedule { .. }),
+            "{message}"
+        );
+        assert!(
+            message.contains("host.clear_successful_executions"),
+            "{message}"
+        );
+        assert!(message.contains("seconds field"), "{message}");
+    }
+
+    #[test]
+    fn declared_time_zone_is_validated() {
+        let declaration =
+            TaskDeclaration::cron("clear_successful_executions", "0 0 3 * * *", "Mars/Base");
+        let message = validate(&entry(declaration)).unwrap_err().to_string();
+        assert!(message.contains("Mars/Base"), "{message}");
+    }
+
+    #[test]
+    fn declared_zero_interval_is_rejected() {
+        let declaration = TaskDeclaration::every("clear_successful_executions", 0);
+        assert!(matches!(
+            validate(&entry(declaration)),
+            Err(DeclarationError::Schedule { .. })
+        ));
+    }
+
+    #[test]
+    fn declared_unknown_command_names_fix() {
+        let declaration = TaskDeclaration::every("sweep_floors", 60);
+        let message = validate(&entry(declaration)).unwrap_err().to_string();
+        assert!(
+            message.contains("unknown command `sweep_floors`"),
+            "{message}"
+        );
+        assert!(message.contains("#[quicksilver::command]"), "{message}");
+    }
+
+    #[test]
+    fn declaration_id_defaults_to_crate_and_command() {
+        let declaration = TaskDeclaration::every("clear_successful_executions", 60)
+            .queue("housekeeping")
+            .arguments(&["--before-minutes", "5"]);
+        let declared = validate(&entry(declaration)).unwrap();
+        assert_eq!(declared.id, "host.clear_successful_executions");
+        assert_eq!(declared.task.queue, "housekeeping");
+        assert_eq!(declared.task.arguments, ["--before-minutes", "5"]);
+        assert_eq!(
+            declared.task.declaration.as_deref(),
+            Some("host.clear_successful_executions")
+        );
+    }
+
+    #[test]
+    fn builtin_declarations_are_valid() {
+        let declared = declarations().expect("the built-in declarations are valid");
+        let ids: Vec<&str> = declared
+            .iter()
+            .map(|declared| declared.id.as_str())
+            .collect();
+        assert!(
+            ids.contains(&"quicksilver.clear_successful_executions"),
+            "{ids:?}"
+        );
+    }
 }
