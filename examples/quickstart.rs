@@ -82,7 +82,9 @@ struct Quickstart {
 #[tokio::main]
 async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
     tracing_subscriber::registry()
-        .with(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
         .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
         .with(quicksilver::capture_layer())
         .init();
@@ -104,10 +106,19 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
     let store = Store::open(&url).await?;
     let declared = quicksilver::declarations().map_err(|errors| format!("{errors:?}"))?;
     let queues: BTreeSet<String> = declared.iter().map(|d| d.task.queue.clone()).collect();
-    for task in store.install(declared.into_iter().map(|d| d.task).collect()).await? {
-        println!("installed task {}: {} on queue {}", task.id, task.command, task.queue);
+    for task in store
+        .install(declared.into_iter().map(|d| d.task).collect())
+        .await?
+    {
+        println!(
+            "installed task {}: {} on queue {}",
+            task.id, task.command, task.queue
+        );
     }
-    println!("database: {}; running queues: {queues:?}; Ctrl-C stops", store.url());
+    println!(
+        "database: {}; running queues: {queues:?}; Ctrl-C stops",
+        store.url()
+    );
 
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut runners = tokio::task::JoinSet::new();

@@ -22,9 +22,15 @@ struct ClearSuccessful {
 /// Deletes old successful executions; failed, killed and ongoing ones stay
 /// for diagnosis.
 #[crate::command]
-async fn clear_successful_executions(ctx: &Context, args: ClearSuccessful) -> Result<(), StoreError> {
+async fn clear_successful_executions(
+    ctx: &Context,
+    args: ClearSuccessful,
+) -> Result<(), StoreError> {
     let before = ctx.now() - TimeDelta::minutes(i64::from(args.before_minutes));
-    let deleted = ctx.store().delete_executions(Status::Success, before).await?;
+    let deleted = ctx
+        .store()
+        .delete_executions(Status::Success, before)
+        .await?;
     ctx.write_line(format!(
         "deleted {deleted} successful executions that ended before {}",
         before.to_rfc3339()
@@ -66,7 +72,11 @@ async fn clear_ongoing_executions(ctx: &Context, args: ClearOngoing) -> Result<(
         .store()
         .clear_ongoing(before, args.delete, reason, now)
         .await?;
-    let verb = if args.delete { "deleted" } else { "marked killed" };
+    let verb = if args.delete {
+        "deleted"
+    } else {
+        "marked killed"
+    };
     ctx.write_line(format!(
         "{verb} {} executions ongoing since before {}",
         cleared.len(),

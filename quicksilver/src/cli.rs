@@ -340,7 +340,11 @@ pub struct RunArgs {
     pub command: String,
 
     /// Arguments passed to the command as they are.
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "ARGUMENT")]
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "ARGUMENT"
+    )]
     pub arguments: Vec<String>,
 }
 
@@ -473,7 +477,9 @@ async fn run_queue(options: &CliOptions, args: RunQueueArgs) -> Outcome {
         }
         Ok(StopReason::RestartDue) => restart_process(),
         Ok(_) => Ok(0),
-        Err(error) => Err(Failure::failed(CauseChain(&error).to_string().replace('\n', ": "))),
+        Err(error) => Err(Failure::failed(
+            CauseChain(&error).to_string().replace('\n', ": "),
+        )),
     }
 }
 
@@ -625,12 +631,14 @@ fn parse_schedule(args: &ScheduleArgs) -> Result<Option<Schedule>, Failure> {
                 "invalid repeat interval `{every}`: give a whole number of seconds, such as `--every 30`"
             ))
         })?;
-        let schedule = Schedule::every(seconds).map_err(|error| Failure::invalid(error.to_string()))?;
+        let schedule =
+            Schedule::every(seconds).map_err(|error| Failure::invalid(error.to_string()))?;
         return Ok(Some(schedule));
     }
     if let Some(cron) = &args.cron {
         let zone = args.time_zone.as_deref().unwrap_or("UTC");
-        let schedule = Schedule::cron(cron, zone).map_err(|error| Failure::invalid(error.to_string()))?;
+        let schedule =
+            Schedule::cron(cron, zone).map_err(|error| Failure::invalid(error.to_string()))?;
         return Ok(Some(schedule));
     }
     Ok(None)
@@ -662,7 +670,10 @@ fn parse_time(text: &str) -> Result<DateTime<Utc>, Failure> {
 /// running it.
 fn validate_command(store: &Store, command: &str, arguments: &[String]) -> Result<(), Failure> {
     let Some(descriptor) = find_command(command) else {
-        let known: Vec<&str> = commands().iter().map(|descriptor| descriptor.name()).collect();
+        let known: Vec<&str> = commands()
+            .iter()
+            .map(|descriptor| descriptor.name())
+            .collect();
         return Err(Failure::invalid(format!(
             "unknown command `{command}`: this program registers {}",
             if known.is_empty() {
@@ -710,8 +721,14 @@ async fn add_task(store: &Store, args: TaskAddArgs) -> Result<Task, Failure> {
 
 async fn edit_task(store: &Store, args: TaskEditArgs) -> Result<Task, Failure> {
     let current = store.task(args.id).await?;
-    let command = args.command.clone().unwrap_or_else(|| current.command.clone());
-    let arguments = args.arguments.clone().unwrap_or_else(|| current.arguments.clone());
+    let command = args
+        .command
+        .clone()
+        .unwrap_or_else(|| current.command.clone());
+    let arguments = args
+        .arguments
+        .clone()
+        .unwrap_or_else(|| current.arguments.clone());
     if args.command.is_some() || args.arguments.is_some() {
         validate_command(store, &command, &arguments)?;
     }
@@ -912,14 +929,21 @@ fn print_task(task: &Task, json: bool, with_preview: bool) -> Outcome {
         return Ok(0);
     }
     println!("task {}", task.id);
-    println!("  command:      {}{}", task.command, arguments_text(&task.arguments));
+    println!(
+        "  command:      {}{}",
+        task.command,
+        arguments_text(&task.arguments)
+    );
     println!("  queue:        {}", task.queue);
     println!("  schedule:     {}", schedule_text(task));
     println!("  next run:     {}", format_time(task.next_run));
     if let Some(max_duration) = task.max_duration() {
         println!("  max duration: {}", runner::humanize(max_duration));
     }
-    println!("  state:        {}", if task.paused { "paused" } else { "active" });
+    println!(
+        "  state:        {}",
+        if task.paused { "paused" } else { "active" }
+    );
     if let Some(declaration) = &task.declaration {
         println!("  declared as:  {declaration}");
     }
@@ -950,7 +974,10 @@ fn print_task_table(tasks: &[Task]) {
             ]
         })
         .collect();
-    print_table(&["ID", "QUEUE", "COMMAND", "SCHEDULE", "NEXT RUN", "STATE"], &rows);
+    print_table(
+        &["ID", "QUEUE", "COMMAND", "SCHEDULE", "NEXT RUN", "STATE"],
+        &rows,
+    );
 }
 
 fn print_execution_table(executions: &[Execution]) {
@@ -963,7 +990,10 @@ fn print_execution_table(executions: &[Execution]) {
             }
             vec![
                 execution.id.to_string(),
-                execution.task_id.map(|id| id.to_string()).unwrap_or_else(|| "-".to_owned()),
+                execution
+                    .task_id
+                    .map(|id| id.to_string())
+                    .unwrap_or_else(|| "-".to_owned()),
                 execution.command.clone(),
                 execution.queue.clone().unwrap_or_else(|| "-".to_owned()),
                 execution.status.to_string(),
@@ -977,16 +1007,25 @@ fn print_execution_table(executions: &[Execution]) {
         })
         .collect();
     print_table(
-        &["ID", "TASK", "COMMAND", "QUEUE", "STATUS", "STARTED", "RUNTIME", "OUTPUT"],
+        &[
+            "ID", "TASK", "COMMAND", "QUEUE", "STATUS", "STARTED", "RUNTIME", "OUTPUT",
+        ],
         &rows,
     );
 }
 
 fn print_execution(execution: &Execution) {
     println!("execution {}", execution.id);
-    let task = execution.task_id.map(|id| id.to_string()).unwrap_or_else(|| "-".to_owned());
+    let task = execution
+        .task_id
+        .map(|id| id.to_string())
+        .unwrap_or_else(|| "-".to_owned());
     println!("  task:     {task}");
-    println!("  command:  {}{}", execution.command, arguments_text(&execution.arguments));
+    println!(
+        "  command:  {}{}",
+        execution.command,
+        arguments_text(&execution.arguments)
+    );
     println!("  queue:    {}", execution.queue.as_deref().unwrap_or("-"));
     println!("  status:   {}", execution.status);
     if let Some(due_at) = execution.due_at {

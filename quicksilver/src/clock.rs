@@ -26,7 +26,8 @@ pub trait Clock: Send + Sync + 'static {
     /// # Cancel safety
     ///
     /// Cancel safe: dropping the future has no effect on the clock.
-    fn sleep_until(&self, deadline: DateTime<Utc>) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
+    fn sleep_until(&self, deadline: DateTime<Utc>)
+        -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
 }
 
 /// The system's wall clock.
@@ -38,7 +39,10 @@ impl Clock for SystemClock {
         Utc::now()
     }
 
-    fn sleep_until(&self, deadline: DateTime<Utc>) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+    fn sleep_until(
+        &self,
+        deadline: DateTime<Utc>,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
         let wait = (deadline - Utc::now()).to_std().unwrap_or(Duration::ZERO);
         Box::pin(tokio::time::sleep(wait))
     }
@@ -126,7 +130,10 @@ impl Clock for TestClock {
         Utc::now() + self.offset()
     }
 
-    fn sleep_until(&self, deadline: DateTime<Utc>) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+    fn sleep_until(
+        &self,
+        deadline: DateTime<Utc>,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
         let mut jumps = self.inner.jumps.subscribe();
         let wait = (deadline - self.now()).to_std().unwrap_or(Duration::ZERO);
         Box::pin(async move {

@@ -66,7 +66,11 @@ impl CommandDescriptor {
     ///
     /// - [`ArgumentError`] when the arguments do not parse, with clap's
     ///   message.
-    pub fn start(&self, context: Context, arguments: &[String]) -> Result<CommandFuture, ArgumentError> {
+    pub fn start(
+        &self,
+        context: Context,
+        arguments: &[String],
+    ) -> Result<CommandFuture, ArgumentError> {
         (self.start)(context, arguments)
     }
 }
@@ -272,7 +276,10 @@ pub(crate) fn parse_arguments<A: clap::Parser>(
 }
 
 /// Rejects arguments given to a command that takes none, for generated code.
-pub(crate) fn expect_no_arguments(command: &str, arguments: &[String]) -> Result<(), ArgumentError> {
+pub(crate) fn expect_no_arguments(
+    command: &str,
+    arguments: &[String],
+) -> Result<(), ArgumentError> {
     match arguments.first() {
         None => Ok(()),
         Some(first) => Err(ArgumentError::new(

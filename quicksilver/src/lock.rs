@@ -82,7 +82,9 @@ pub(crate) enum Attempt {
     Acquired(HeldLock),
     /// Another process holds it; the text is what the holder wrote in the
     /// file (its pid and identity), if readable.
-    Taken { holder: String },
+    Taken {
+        holder: String,
+    },
 }
 
 /// Tries to take the lock at `path` without waiting, writing `holder` into
@@ -145,7 +147,10 @@ mod tests {
             Attempt::Acquired(_) => panic!("lock taken twice"),
         }
         drop(first);
-        assert!(matches!(try_lock(&path, "pid 3").unwrap(), Attempt::Acquired(_)));
+        assert!(matches!(
+            try_lock(&path, "pid 3").unwrap(),
+            Attempt::Acquired(_)
+        ));
     }
 
     #[test]

@@ -165,11 +165,11 @@ impl Runner {
             options: Options {
                 queue: queue.into(),
                 clock: Arc::new(SystemClock),
-            sleep_duration: DEFAULT_SLEEP_DURATION,
-            restart_after: None,
-            concurrency: 1,
-            grace_period: DEFAULT_GRACE_PERIOD,
-            default_max_duration: None,
+                sleep_duration: DEFAULT_SLEEP_DURATION,
+                restart_after: None,
+                concurrency: 1,
+                grace_period: DEFAULT_GRACE_PERIOD,
+                default_max_duration: None,
                 lock_dir: lock::default_lock_dir(),
                 handle_signals: true,
                 on_execution_end: None,
@@ -390,7 +390,11 @@ pub(crate) fn runner_identity() -> String {
             .unwrap_or_default()
             .as_nanos(),
     );
-    format!("{host}:{}:{:08x}", std::process::id(), hasher.finish() as u32)
+    format!(
+        "{host}:{}:{:08x}",
+        std::process::id(),
+        hasher.finish() as u32
+    )
 }
 
 struct RunState {
@@ -417,7 +421,8 @@ impl RunState {
             return Err(RunnerError::DuplicateCommands(listed.join(", ")));
         }
 
-        let lock_path = lock::lock_path(&options.lock_dir, &self.store.key(), LockKind::Queue, queue);
+        let lock_path =
+            lock::lock_path(&options.lock_dir, &self.store.key(), LockKind::Queue, queue);
         let note = format!("pid {} runner {}", std::process::id(), self.identity);
         let _queue_lock = match lock::try_lock(&lock_path, &note)? {
             Attempt::Acquired(held) => held,
@@ -450,7 +455,8 @@ impl RunState {
             now.to_rfc3339()
         );
         let killed = retry(span, "mark orphaned executions", || {
-            self.store.kill_ongoing(&self.options.queue, reason.clone(), now)
+            self.store
+                .kill_ongoing(&self.options.queue, reason.clone(), now)
         })
         .await?;
         for execution_id in killed {
@@ -578,7 +584,10 @@ impl RunState {
                 "killed: {why} and the run did not finish within the grace period of {}",
                 humanize(grace)
             );
-            tracing::warn!(running = running.len(), "grace period over; killing running executions");
+            tracing::warn!(
+                running = running.len(),
+                "grace period over; killing running executions"
+            );
             let _ = kill_sender.send(Some(message));
             while running.join_next().await.is_some() {}
         }
@@ -650,7 +659,9 @@ impl Execution {
             holder: format!("pid {} runner {}", std::process::id(), self.identity),
             echo: false,
         };
-        let finished = run_command(request, self.kill).instrument(span.clone()).await;
+        let finished = run_command(request, self.kill)
+            .instrument(span.clone())
+            .await;
         let report = self.options.on_execution_end.as_ref().map(|hook| {
             let execution = crate::execution::Execution {
                 id: finished.execution_id,
@@ -716,7 +727,9 @@ pub(crate) async fn run_command(
 
     let Some(descriptor) = find_command(&request.command) else {
         let fix = match request.task_id {
-            Some(id) => format!("or change the task's command with `tasks edit {id} --command NAME`"),
+            Some(id) => {
+                format!("or change the task's command with `tasks edit {id} --command NAME`")
+            }
             None => "or run one of the commands that `run --help` lists".to_owned(),
         };
         finish.output = format!(
@@ -855,12 +868,21 @@ pub(crate) async fn record(store: &Store, finish: Finish, span: &tracing::Span) 
     let level_status = finish.status;
     let runtime = finish.runtime.as_secs_f64();
     let execution_id = finish.execution_id;
-    let recorded = retry(span, "record execution", || store.finish_execution(finish.clone())).await;
+    let recorded = retry(span, "record execution", || {
+        store.finish_execution(finish.clone())
+    })
+    .await;
     match recorded {
         Ok(()) => match level_status {
-            Status::Success => tracing::info!(parent: span, status = %level_status, runtime_seconds = runtime, "execution finished"),
-            Status::Killed => tracing::warn!(parent: span, status = %level_status, runtime_seconds = runtime, "execution killed"),
-            _ => tracing::error!(parent: span, status = %level_status, runtime_seconds = runtime, output = %last_line(&finish.output), "execution failed"),
+            Status::Success => {
+                tracing::info!(parent: span, status = %level_status, runtime_seconds = runtime, "execution finished")
+            }
+            Status::Killed => {
+                tracing::warn!(parent: span, status = %level_status, runtime_seconds = runtime, "execution killed")
+            }
+            _ => {
+                tracing::error!(parent: span, status = %level_status, runtime_seconds = runtime, output = %last_line(&finish.output), "execution failed")
+            }
         },
         Err(error) => {
             tracing::error!(parent: span, execution.id = execution_id, error = %CauseChain(&error),
@@ -876,7 +898,11 @@ fn last_line(text: &str) -> &str {
 /// Calls `operation` until it succeeds or fails with an error that is not
 /// transient, waiting longer after each failure and logging the first
 /// failure and then every power of two.
-async fn retry<T, F, Fut>(span: &tracing::Span, what: &str, mut operation: F) -> Result<T, StoreError>
+async fn retry<T, F, Fut>(
+    span: &tracing::Span,
+    what: &str,
+    mut operation: F,
+) -> Result<T, StoreError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, StoreError>>,

@@ -157,7 +157,9 @@ struct StoreInner {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("url", &self.inner.url).finish()
+        f.debug_struct("Store")
+            .field("url", &self.inner.url)
+            .finish()
     }
 }
 
@@ -280,7 +282,9 @@ impl Store {
     }
 
     fn notify_change(&self) {
-        self.inner.changes.send_modify(|version| *version = version.wrapping_add(1));
+        self.inner
+            .changes
+            .send_modify(|version| *version = version.wrapping_add(1));
     }
 
     async fn run<T, F>(&self, work: F) -> Result<T>
@@ -486,11 +490,13 @@ impl Store {
                     let mut inserted = Vec::new();
                     for task in &declared {
                         let exists = match &task.declaration {
-                            Some(id) => tasks::table
-                                .filter(tasks::declaration.eq(id))
-                                .count()
-                                .get_result::<i64>(connection)?
-                                > 0,
+                            Some(id) => {
+                                tasks::table
+                                    .filter(tasks::declaration.eq(id))
+                                    .count()
+                                    .get_result::<i64>(connection)?
+                                    > 0
+                            }
                             None => false,
                         };
                         if !exists {
@@ -565,7 +571,11 @@ impl Store {
     /// # Errors
     ///
     /// - [`StoreError::Query`] when the database fails.
-    pub async fn delete_executions(&self, status: Status, ended_before: DateTime<Utc>) -> Result<usize> {
+    pub async fn delete_executions(
+        &self,
+        status: Status,
+        ended_before: DateTime<Utc>,
+    ) -> Result<usize> {
         self.run(move |connection| {
             Ok(diesel::delete(
                 executions::table
@@ -908,7 +918,11 @@ fn load_task(connection: &mut SqliteConnection, id: i64) -> Result<Task> {
         .and_then(Task::try_from)
 }
 
-fn insert_task(connection: &mut SqliteConnection, task: &NewTask, now: DateTime<Utc>) -> Result<Task> {
+fn insert_task(
+    connection: &mut SqliteConnection,
+    task: &NewTask,
+    now: DateTime<Utc>,
+) -> Result<Task> {
     let (repeat_interval, cron, time_zone) = task.schedule.to_parts();
     let next_run = task
         .next_run
@@ -944,7 +958,9 @@ fn apply_changes(
     let target = tasks::table.find(id);
 
     if let Some(command) = &changes.command {
-        diesel::update(target).set(tasks::command.eq(command.trim())).execute(connection)?;
+        diesel::update(target)
+            .set(tasks::command.eq(command.trim()))
+            .execute(connection)?;
     }
     if let Some(arguments) = &changes.arguments {
         diesel::update(target)
@@ -952,7 +968,9 @@ fn apply_changes(
             .execute(connection)?;
     }
     if let Some(queue) = &changes.queue {
-        diesel::update(target).set(tasks::queue.eq(queue.trim())).execute(connection)?;
+        diesel::update(target)
+            .set(tasks::queue.eq(queue.trim()))
+            .execute(connection)?;
     }
     if let Some(schedule) = &changes.schedule {
         let (repeat_interval, cron, time_zone) = schedule.to_parts();
@@ -975,7 +993,9 @@ fn apply_changes(
             .execute(connection)?;
     }
     if let Some(next_run) = changes.next_run {
-        diesel::update(target).set(tasks::next_run.eq(to_db(next_run))).execute(connection)?;
+        diesel::update(target)
+            .set(tasks::next_run.eq(to_db(next_run)))
+            .execute(connection)?;
     }
     if let Some(postponed) = changes.alerts_postponed_until {
         diesel::update(target)
@@ -983,9 +1003,13 @@ fn apply_changes(
             .execute(connection)?;
     }
     if let Some(paused) = changes.paused {
-        diesel::update(target).set(tasks::paused.eq(paused)).execute(connection)?;
+        diesel::update(target)
+            .set(tasks::paused.eq(paused))
+            .execute(connection)?;
     }
-    diesel::update(target).set(tasks::updated_at.eq(to_db(now))).execute(connection)?;
+    diesel::update(target)
+        .set(tasks::updated_at.eq(to_db(now)))
+        .execute(connection)?;
     Ok(())
 }
 
@@ -1142,7 +1166,10 @@ mod tests {
     #[test]
     fn sqlite_urls_resolve_to_paths() {
         assert_eq!(sqlite_path("a.sqlite3").unwrap(), Path::new("a.sqlite3"));
-        assert_eq!(sqlite_path("sqlite:///tmp/a.db").unwrap(), Path::new("/tmp/a.db"));
+        assert_eq!(
+            sqlite_path("sqlite:///tmp/a.db").unwrap(),
+            Path::new("/tmp/a.db")
+        );
         assert_eq!(sqlite_path("sqlite:b.db").unwrap(), Path::new("b.db"));
     }
 
