@@ -109,8 +109,8 @@ pub struct RunQueueArgs {
     #[arg(long, default_value = DEFAULT_QUEUE, value_name = "NAME")]
     pub task_queue: String,
 
-    /// Longest sleep between two checks for tasks changed by other
-    /// processes, in seconds; due tasks wake the runner on time regardless.
+    /// Maximum sleep between two checks for tasks changed by other
+    /// processes, in seconds. Due tasks wake the runner on time regardless.
     #[arg(long, default_value_t = 5.0, value_name = "SECONDS", value_parser = positive_seconds)]
     pub sleep_duration: f64,
 
@@ -146,7 +146,7 @@ pub struct CheckArgs {
 #[derive(Debug, Clone, Args)]
 #[command(args_conflicts_with_subcommands = true)]
 pub struct TasksArgs {
-    /// What to do; lists the tasks when absent.
+    /// The action. Without one, the tasks are listed.
     #[command(subcommand)]
     pub action: Option<TaskAction>,
 
@@ -914,7 +914,7 @@ fn arguments_text(arguments: &[String]) -> String {
     text
 }
 
-/// The task as JSON: its stored fields plus its schedule as text.
+/// Converts a task to JSON: its stored fields plus its schedule as text.
 fn task_json(task: &Task) -> serde_json::Value {
     let mut value = serde_json::to_value(task).unwrap_or_default();
     if let Some(object) = value.as_object_mut() {

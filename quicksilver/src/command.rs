@@ -93,7 +93,7 @@ pub fn commands() -> Vec<&'static CommandDescriptor> {
 /// that register them.
 ///
 /// The registry keeps the first of each name, so a duplicate makes the other
-/// function unreachable; the runner refuses to start while this is not empty.
+/// function unreachable. The runner does not start while this is not empty.
 pub fn duplicate_commands() -> Vec<(&'static str, Vec<&'static str>)> {
     let mut modules: HashMap<&'static str, Vec<&'static str>> = HashMap::new();
     for descriptor in inventory::iter::<CommandDescriptor> {
@@ -134,7 +134,7 @@ pub struct ArgumentError {
 }
 
 impl ArgumentError {
-    /// Creates an error for `command` with a message that says what is wrong.
+    /// Creates an error for `command` with a message giving the reason.
     pub fn new(command: impl Into<String>, message: impl Into<String>) -> Self {
         ArgumentError {
             command: command.into(),
@@ -167,7 +167,7 @@ pub enum NextRun {
     After(Duration),
 }
 
-/// What a finished command reports to the runner.
+/// The result a finished command reports to the runner.
 #[derive(Debug)]
 pub struct Outcome {
     pub(crate) result: Result<NextRun, BoxError>,
@@ -262,8 +262,8 @@ pub(crate) fn parse_arguments<A: clap::Parser>(
 ) -> Result<A, ArgumentError> {
     let words = std::iter::once(command.to_owned()).chain(arguments.iter().cloned());
     A::try_parse_from(words).map_err(|error| {
-        // clap renders several lines for a terminal; keep the ones that say
-        // what is wrong and how to call the command, on one line.
+        // clap renders several lines for a terminal. Keep the reason and the
+        // usage, on one line.
         let rendered = error.render().to_string();
         let lines: Vec<&str> = rendered
             .lines()

@@ -8,7 +8,7 @@ use crate::clock::Clock;
 use crate::output::OutputBuffer;
 use crate::store::Store;
 
-/// What a running command can see and use: its output, the store, the ids
+/// The environment of a running command: its output, the store, the ids
 /// of its task and execution, and the time.
 ///
 /// Cheap to clone; clones share one output.

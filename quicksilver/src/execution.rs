@@ -99,7 +99,7 @@ pub struct Execution {
     pub ended: Option<DateTime<Utc>>,
     /// How long the run took, in seconds.
     pub runtime_seconds: Option<f64>,
-    /// What the command wrote and logged, and the error if it failed.
+    /// The text the command wrote and logged, and the error if it failed.
     pub output: String,
     /// The identity of the runner (or foreground process) that ran it.
     pub runner: Option<String>,
@@ -115,7 +115,7 @@ fn rfc3339_option<S: Serializer>(
     }
 }
 
-/// Which executions a listing returns, newest first.
+/// The filters of an execution listing, which is newest first.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExecutionFilter {
     /// Only executions with this status.

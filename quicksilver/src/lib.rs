@@ -46,7 +46,7 @@ pub use crate::task::{
 /// argument list. It returns `()`, [`NextRun`], or a `Result` of either.
 ///
 /// Options: `name = "..."` registers the command under another name than the
-/// function's; `lock` makes it exclusive, so no two runs of it overlap on the
+/// function's. `lock` makes it exclusive: no two runs of it overlap on the
 /// machine, whether a runner or a person with `run` started them.
 ///
 /// # Examples

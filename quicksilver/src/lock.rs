@@ -28,7 +28,7 @@ pub enum LockError {
     },
 }
 
-/// What a lock protects.
+/// The kind of thing a lock protects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum LockKind {
     Queue,
@@ -80,7 +80,7 @@ pub(crate) struct HeldLock {
 #[derive(Debug)]
 pub(crate) enum Attempt {
     Acquired(HeldLock),
-    /// Another process holds it; the text is what the holder wrote in the
+    /// Another process has it. `holder` is the note the holder wrote in the
     /// file (its pid and identity), if readable.
     Taken {
         holder: String,

@@ -127,9 +127,9 @@ impl Drop for Registration {
 /// Returns a `tracing` layer that copies the events a command emits during
 /// a run into that execution's output.
 ///
-/// Add it to the host's subscriber; without it the output holds only what
-/// commands write to their [`Context`](crate::Context), and the runner says
-/// so once at start.
+/// Add it to the host's subscriber. Without it the output contains only what
+/// commands write to their [`Context`](crate::Context), and the runner logs
+/// a warning about it once at start.
 ///
 /// # Examples
 ///

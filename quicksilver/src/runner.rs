@@ -31,7 +31,7 @@ pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(20);
 /// the runner move the queue's schedule with it.
 const CLOCK_JUMP_TOLERANCE: TimeDelta = TimeDelta::seconds(2);
 
-/// The longest wait between retries of a failed database call.
+/// The maximum wait between retries of a failed database call.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
 
 /// The errors that stop a runner before or while it runs.
@@ -59,13 +59,13 @@ pub enum RunnerError {
     Lock(#[from] LockError),
 }
 
-/// Why a runner returned.
+/// The reason a runner returned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum StopReason {
     /// Another runner on this machine serves the queue; this one did nothing.
     QueueTaken {
-        /// What the other runner wrote in the lock file: its pid and
+        /// The note of the other runner in the lock file: its pid and
         /// identity.
         holder: String,
     },
@@ -254,9 +254,9 @@ impl RunnerBuilder {
     /// Sets the longest sleep between two checks of the queue (5 s by
     /// default).
     ///
-    /// The runner wakes at each task's due time and when a task changes
-    /// through its own store whatever this is; the bound decides how soon
-    /// it sees tasks changed by another process, such as the CLI.
+    /// The runner wakes at each task's due time, and when a task changes
+    /// through its own store, whatever this is. The bound sets how soon it
+    /// notices tasks changed by another process, such as the CLI.
     pub fn sleep_duration(mut self, sleep_duration: Duration) -> Self {
         self.options.sleep_duration = sleep_duration;
         self

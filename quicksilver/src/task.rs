@@ -1,4 +1,4 @@
-//! Tasks: the stored rows that say how and when a command runs, and the
+//! Tasks: the stored rows that define how and when a command runs, and the
 //! default tasks a host declares in code.
 
 use std::collections::HashMap;
@@ -162,7 +162,7 @@ pub struct TaskChanges {
     pub paused: Option<bool>,
 }
 
-/// Which tasks a listing returns.
+/// The filters of a task listing.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TaskFilter {
     /// Only tasks of this queue.
@@ -175,10 +175,10 @@ pub struct TaskFilter {
 
 /// A default task compiled into the host.
 ///
-/// Register one with [`declare_task!`](crate::declare_task); `install-tasks`
-/// inserts those not installed yet and never overwrites a task an operator
-/// edited, because an installed task is matched by its declaration id, not by
-/// its fields. The id is `<crate>.<command>` unless set with
+/// Register one with [`declare_task!`](crate::declare_task). `install-tasks`
+/// inserts those not installed yet. It never overwrites a task an operator
+/// edited, because it matches installed tasks by declaration id, not by
+/// their fields. The id is `<crate>.<command>` unless set with
 /// [`id`](TaskDeclaration::id); two declarations of one command in one
 /// crate need distinct ids.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -300,7 +300,7 @@ pub enum DeclarationError {
         id: String,
         /// The declaring module.
         module: String,
-        /// What is wrong with the schedule.
+        /// The schedule's error.
         #[source]
         source: ScheduleError,
     },
@@ -337,7 +337,7 @@ pub enum DeclarationError {
         id: String,
         /// The declaring module.
         module: String,
-        /// What is wrong.
+        /// The reason the declaration is invalid.
         reason: String,
     },
 }

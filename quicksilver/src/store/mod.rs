@@ -28,7 +28,7 @@ use crate::task::{NewTask, Task, TaskChanges, TaskFilter};
 
 const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 
-/// The environment variable that holds the database URL.
+/// The environment variable that contains the database URL.
 pub const DATABASE_URL_VAR: &str = "QUICKSILVER_DATABASE_URL";
 
 /// The database file used when [`DATABASE_URL_VAR`] is not set.
@@ -55,7 +55,7 @@ pub enum StoreError {
     Open {
         /// The URL, without credentials.
         url: String,
-        /// What failed, with the fix where one is known.
+        /// The failure, with the fix where one is known.
         reason: String,
     },
     /// The embedded migrations could not be applied.
@@ -89,13 +89,13 @@ pub enum StoreError {
     InvalidRow {
         /// The row, as `task 12` or `execution 40`.
         row: String,
-        /// What is wrong with it.
+        /// The reason the row is unreadable.
         reason: String,
     },
     /// A task's fields are invalid.
     #[error("invalid task: {reason}")]
     InvalidTask {
-        /// What is wrong, naming the value.
+        /// The reason the task is invalid, naming the value.
         reason: String,
     },
     /// The blocking thread that ran the query panicked or was cancelled.
@@ -210,11 +210,11 @@ impl Store {
 
     fn open_blocking(url: &str) -> Result<Store> {
         let path = sqlite_path(url)?;
-        let shown = path.display().to_string();
+        let display_url = path.display().to_string();
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             if !parent.is_dir() {
                 return Err(StoreError::Open {
-                    url: shown,
+                    url: display_url,
                     reason: format!(
                         "the folder `{}` does not exist; create it or choose another path",
                         parent.display()
@@ -230,18 +230,18 @@ impl Store {
             .connection_customizer(Box::new(SqlitePragmas))
             .build(manager)
             .map_err(|error| StoreError::Open {
-                url: shown.clone(),
+                url: display_url.clone(),
                 reason: format!("{error}; check that the file and its folder are writable"),
             })?;
 
         let mut connection = pool.get().map_err(|error| StoreError::Open {
-            url: shown.clone(),
+            url: display_url.clone(),
             reason: error.to_string(),
         })?;
         connection
             .run_pending_migrations(MIGRATIONS)
             .map_err(|error| StoreError::Migration {
-                url: shown.clone(),
+                url: display_url.clone(),
                 reason: error.to_string(),
             })?;
         drop(connection);
@@ -250,7 +250,7 @@ impl Store {
         Ok(Store {
             inner: Arc::new(StoreInner {
                 pool,
-                url: shown,
+                url: display_url,
                 path,
                 changes: watch::Sender::new(0),
             }),
@@ -274,9 +274,9 @@ impl Store {
         format!("{hash:016x}")
     }
 
-    /// Returns a receiver that sees each change to tasks made through this
-    /// store or a clone of it. Changes made by other processes are not seen
-    /// here; runners pick them up at their next check.
+    /// Returns a receiver notified of each change to tasks made through this
+    /// store or a clone of it. Changes made by other processes do not reach
+    /// it, so runners pick them up at their next check.
     pub(crate) fn watch_changes(&self) -> watch::Receiver<u64> {
         self.inner.changes.subscribe()
     }
@@ -628,7 +628,7 @@ impl Store {
     /// `now`, and no run of it is ongoing. Its next run moves to the first
     /// tick of its schedule after `now`, so missed ticks coalesce into this
     /// one run. A task whose schedule cannot be read is paused, with an
-    /// `error` execution that says why.
+    /// `error` execution that gives the reason.
     pub(crate) async fn claim_due(
         &self,
         queue: &str,
@@ -1017,7 +1017,7 @@ fn duration_seconds(duration: Duration) -> i64 {
     i64::try_from(duration.as_secs()).unwrap_or(i64::MAX)
 }
 
-/// The tasks of `queue` that are not paused and have no ongoing run.
+/// Selects the tasks of `queue` that are not paused and have no ongoing run.
 fn due_tasks(queue: &str) -> tasks::BoxedQuery<'_, diesel::sqlite::Sqlite> {
     let ongoing = executions::table
         .filter(executions::task_id.eq(tasks::id.nullable()))
@@ -1085,8 +1085,8 @@ fn claim_one(
             })
         }
         Err(error) => {
-            // The runner cannot compute a next run, so the task would be due
-            // again at once: pause it and say why, instead of looping.
+            // Without a next run the task would be due again at once, so pause
+            // it and record the reason instead of looping.
             let message = format!(
                 "{error}; the task was paused: fix it with `tasks edit {row_id}` and resume it \
                  with `tasks resume {row_id}`"
