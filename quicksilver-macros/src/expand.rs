@@ -12,7 +12,7 @@ use crate::signature::{check_signature, CommandParameters};
 /// Expands `#[quicksilver::command(attribute)]` on `item`.
 ///
 /// Returns the function unchanged, followed by an anonymous constant that
-/// holds the command's entry point and its registration with `inventory`.
+/// contains the command's entry point and its registration with `inventory`.
 ///
 /// # Errors
 ///
@@ -24,14 +24,16 @@ pub(crate) fn expand(attribute: TokenStream, item: TokenStream) -> syn::Result<T
         Ok(function) => function,
         Err(error) => return combine_results(options, Err(error)).map(|(_, function)| function),
     };
+    let name_and_lock = options.and_then(|options| {
+        let name = match options.name {
+            Some(name) => name,
+            None => name_from_function(&function.sig.ident)?,
+        };
+        Ok((name, options.lock))
+    });
     let parameters = check_signature(&function.sig);
-    let (options, parameters) = combine_results(options, parameters)?;
-
-    let name = match options.name {
-        Some(name) => name,
-        None => name_from_function(&function.sig.ident)?,
-    };
-    Ok(generate(&function, &parameters, &name, options.lock))
+    let ((name, lock), parameters) = combine_results(name_and_lock, parameters)?;
+    Ok(generate(&function, &parameters, &name, lock))
 }
 
 fn parse_function(item: TokenStream) -> syn::Result<ItemFn> {
@@ -103,7 +105,7 @@ fn generate(
                 #arguments: &[::std::string::String],
             ) -> ::core::result::Result<
                 ::quicksilver::__private::CommandFuture,
-                ::quicksilver::ArgumentError,
+                ::quicksilver::__private::ArgumentError,
             > {
                 #parse
                 ::core::result::Result::Ok(#future)
@@ -125,9 +127,10 @@ fn generate(
 /// and converts its return value into an outcome.
 ///
 /// The tokens that the compiler may reject carry the locations of the user's
-/// tokens, so that errors point at the user's code: a wrong context type at
-/// the context parameter, a return type that is not `IntoOutcome` at the
-/// return type, and a future that is not `Send` at the whole signature.
+/// tokens, so that errors point at the user's code. A wrong context type is
+/// reported at the context parameter, a return type that is not
+/// `IntoOutcome` at the return type, and a future that is not `Send` at the
+/// whole signature.
 fn command_future(
     signature: &Signature,
     parameters: &CommandParameters<'_>,
@@ -137,7 +140,7 @@ fn command_future(
     let ident = &signature.ident;
     let output = Ident::new("output", Span::mixed_site());
 
-    let context_reference = spanning(
+    let context_reference = span_over(
         &parameters.context.ty,
         quote_spanned!(Span::mixed_site()=> &),
         context,
@@ -149,7 +152,7 @@ fn command_future(
     // `(output,).0` is the output itself, but as an expression of two tokens
     // it can cover the whole return type.
     let output_value = match &signature.output {
-        ReturnType::Type(_, ty) => spanning(
+        ReturnType::Type(_, ty) => span_over(
             ty,
             quote_spanned!(Span::mixed_site()=> (#output,)),
             quote_spanned!(Span::mixed_site()=> .0),
@@ -160,7 +163,7 @@ fn command_future(
     // reports a wrong return type at the attribute instead.
     let into_outcome = quote_spanned!(Span::mixed_site()=> ::quicksilver::__private::into_outcome);
 
-    spanning(
+    span_over(
         signature,
         quote!(::std::boxed::Box::pin),
         Group::new(
@@ -175,15 +178,16 @@ fn command_future(
     )
 }
 
-/// Returns `head` followed by `tail`, placed so that the compiler sees the
-/// resulting expression as covering all of `user_tokens`.
+/// Returns `head` followed by `tail`, located so that the expression they
+/// form spans all of `user_tokens`.
 ///
 /// On stable Rust a procedural macro cannot join spans, but the compiler
 /// computes an expression's span from its first token to its last. So `head`
 /// gets the location of the first user token and the last token of `tail`
 /// the location of the last one, and errors on the expression underline the
-/// user's tokens from start to end.
-fn spanning(user_tokens: &impl ToTokens, head: TokenStream, tail: impl ToTokens) -> TokenStream {
+/// user's tokens from start to end. The compiler joins the two locations only
+/// when `head` and the end of `tail` have the same hygiene.
+fn span_over(user_tokens: &impl ToTokens, head: TokenStream, tail: impl ToTokens) -> TokenStream {
     let mut user_tokens = user_tokens.to_token_stream().into_iter();
     let Some(first) = user_tokens.next() else {
         return quote!(#head #tail);
@@ -319,6 +323,25 @@ mod tests {
     }
 
     #[test]
+    fn reports_function_name_with_signature_problems() {
+        let messages = expand_errors(
+            quote!(),
+            quote!(
+                fn café(ctx: &Context) {}
+            ),
+        );
+        assert_eq!(messages.len(), 2, "{messages:?}");
+        assert!(
+            messages[0].contains("invalid character 'é'"),
+            "{messages:?}"
+        );
+        assert!(
+            messages[1].contains("requires an `async fn`"),
+            "{messages:?}"
+        );
+    }
+
+    #[test]
     fn copies_cfg_attributes_to_registration() {
         let expanded = expand_to_string(
             quote!(),
@@ -376,7 +399,7 @@ mod tests {
     #[test]
     fn spanning_keeps_head_and_tail_tokens() {
         let ty: syn::Type = syn::parse_quote!(Result<(), Error>);
-        let tokens = spanning(&ty, quote!(a::b), quote!((x)));
+        let tokens = span_over(&ty, quote!(a::b), quote!((x)));
         assert_eq!(tokens.to_string(), quote!(a::b(x)).to_string());
     }
 }

@@ -46,11 +46,11 @@ pub(crate) fn parse_options(attribute: TokenStream) -> syn::Result<CommandOption
             lock_seen = true;
             options.lock = errors.take(parse_lock(&meta)).is_some();
         } else {
-            let shown = path_to_string(path);
+            let option = path_to_string(path);
             errors.push(syn::Error::new_spanned(
                 path,
                 format!(
-                    "unknown option `{shown}` in `#[quicksilver::command]`, \
+                    "unknown option `{option}` in `#[quicksilver::command]`, \
                      expected `name = \"...\"` or `lock`"
                 ),
             ));

@@ -196,13 +196,14 @@ impl Outcome {
 
 /// The return types a command may have.
 ///
-/// Implemented for `()`, [`NextRun`], and `Result<T, E>` where `T` is one of
-/// those and `E` converts into a boxed error (any `std::error::Error`,
+/// Implemented for `()`, [`NextRun`], `Option<DateTime<Utc>>` (`None` leaves
+/// the schedule in charge), and `Result<T, E>` where `T` is one of those and
+/// `E` converts into a boxed error (any `std::error::Error`,
 /// `anyhow::Error`, `String`, `&str`).
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a return type a quicksilver command can have",
     label = "this command returns `{Self}`",
-    note = "return `()`, `quicksilver::NextRun`, or `Result<T, E>` with one of those as `T` and an error type as `E`"
+    note = "return `()`, `quicksilver::NextRun`, `Option<DateTime<Utc>>`, or `Result<T, E>` with one of those as `T` and an error type as `E`"
 )]
 pub trait IntoOutcome {
     /// Converts the command's return value.

@@ -100,11 +100,11 @@ macro_rules! declare_task {
 pub mod __private {
     pub use inventory;
 
-    pub use crate::command::{CommandDescriptor, CommandFuture, IntoOutcome, Outcome};
+    pub use crate::command::{
+        ArgumentError, CommandDescriptor, CommandFuture, IntoOutcome, Outcome, StartFn,
+    };
     pub use crate::context::Context;
     pub use crate::task::DeclarationEntry;
-
-    use crate::command::ArgumentError;
 
     /// Parses a task's argument list into the command's clap type.
     pub fn parse_arguments<A: clap::Parser>(
