@@ -216,7 +216,12 @@ pub struct TaskIdArgs {
 #[derive(Debug, Clone, Default, Args)]
 pub struct ScheduleArgs {
     /// Repeat interval in seconds (fixed-rate).
-    #[arg(long, value_name = "SECONDS", conflicts_with = "cron")]
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        conflicts_with = "cron",
+        allow_negative_numbers = true
+    )]
     pub every: Option<String>,
 
     /// Cron expression with a seconds field, such as "0 */5 * * * *".
@@ -224,7 +229,7 @@ pub struct ScheduleArgs {
     pub cron: Option<String>,
 
     /// IANA time zone of the cron expression [default: UTC].
-    #[arg(long, value_name = "ZONE", requires = "cron")]
+    #[arg(long, value_name = "ZONE", requires = "cron", conflicts_with = "every")]
     pub time_zone: Option<String>,
 }
 
@@ -321,7 +326,12 @@ pub struct ExecutionsArgs {
     pub queue: Option<String>,
 
     /// At most this many executions.
-    #[arg(long, default_value_t = 20, value_name = "N")]
+    #[arg(
+        long,
+        default_value_t = 20,
+        value_name = "N",
+        allow_negative_numbers = true
+    )]
     pub limit: i64,
 
     /// Shows the execution with this id in full, output included.
@@ -468,13 +478,8 @@ async fn run_queue(options: &CliOptions, args: RunQueueArgs) -> Outcome {
         .map_err(|error| Failure::invalid(error.to_string()))?;
 
     match runner.run().await {
-        Ok(StopReason::QueueTaken { holder }) => {
-            eprintln!(
-                "queue `{}` is taken by another runner on this machine ({holder}); exiting",
-                args.task_queue
-            );
-            Ok(0)
-        }
+        // The runner logged that the queue is taken.
+        Ok(StopReason::QueueTaken { .. }) => Ok(0),
         Ok(StopReason::RestartDue) => restart_process(),
         Ok(_) => Ok(0),
         Err(error) => Err(Failure::failed(
@@ -831,7 +836,11 @@ async fn run_foreground(options: &CliOptions, args: RunArgs) -> Outcome {
     signals.abort();
 
     let status = finish.status;
-    let failure_text = (status != Status::Success).then(|| last_line(&finish.output).to_owned());
+    let failure_text = (status != Status::Success).then(|| {
+        let line = last_line(&finish.output);
+        let line = line.strip_prefix("error: ").unwrap_or(line);
+        line.strip_prefix("killed: ").unwrap_or(line).to_owned()
+    });
     let span = tracing::info_span!("quicksilver.run", execution.id = execution_id, task.command = %args.command);
     runner::record(&store, finish, &span).await;
     match failure_text {

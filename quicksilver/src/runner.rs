@@ -641,10 +641,11 @@ impl Execution {
         let span = tracing::info_span!("quicksilver.claim",
             execution.id = self.claim.execution_id, task.id = task.id, task.command = %task.command);
         if let Some(message) = &self.claim.rejected {
-            tracing::error!(parent: &span, %message, "task cannot run; it was paused");
+            tracing::error!(parent: &span, reason = %message, "task cannot run, so it was paused");
             return;
         }
 
+        let started_at = self.options.clock.now();
         let request = RunRequest {
             store: self.store.clone(),
             clock: self.options.clock.clone(),
@@ -653,7 +654,7 @@ impl Execution {
             task_id: Some(task.id),
             execution_id: self.claim.execution_id,
             due_at: Some(self.claim.due_at),
-            started_at: self.options.clock.now(),
+            started_at,
             max_duration: task.max_duration().or(self.options.default_max_duration),
             lock_dir: self.options.lock_dir.clone(),
             holder: format!("pid {} runner {}", std::process::id(), self.identity),
@@ -671,7 +672,7 @@ impl Execution {
                 queue: Some(task.queue.clone()),
                 status: finished.status,
                 due_at: Some(self.claim.due_at),
-                started: Some(finished.ended - to_delta(finished.runtime)),
+                started: finished.started.or(Some(started_at)),
                 ended: Some(finished.ended),
                 runtime_seconds: Some(finished.runtime.as_secs_f64()),
                 output: finished.output.clone(),
@@ -709,7 +710,6 @@ pub(crate) async fn run_command(
     request: RunRequest,
     mut kill: watch::Receiver<Option<String>>,
 ) -> Finish {
-    let started = Instant::now();
     let buffer = Arc::new(OutputBuffer::new(OUTPUT_LIMIT, request.echo));
     let task_label = match request.task_id {
         Some(id) => format!("task {id}"),
@@ -719,6 +719,7 @@ pub(crate) async fn run_command(
         execution_id: request.execution_id,
         task_id: request.task_id,
         status: Status::Error,
+        started: None,
         ended: request.started_at,
         runtime: Duration::ZERO,
         output: String::new(),
@@ -778,10 +779,14 @@ pub(crate) async fn run_command(
         match lock::try_lock(&path, &request.holder) {
             Ok(Attempt::Acquired(held)) => Some(held),
             Ok(Attempt::Taken { holder }) => {
+                let schedule_note = if request.task_id.is_some() {
+                    "; the task keeps its schedule"
+                } else {
+                    ""
+                };
                 finish.output = format!(
                     "error: skipped: command `{}` is locked, so at most one run of it goes at a \
-                     time, and another run holds the lock ({holder}; lock file {}); the task \
-                     keeps its schedule",
+                     time, and another run has the lock ({holder}; lock file {}){schedule_note}",
                     descriptor.name(),
                     path.display()
                 );
@@ -800,7 +805,12 @@ pub(crate) async fn run_command(
 
     let registration = output::register(request.execution_id, buffer.clone());
     let span = tracing::info_span!(EXECUTION_SPAN, execution.id = request.execution_id);
+    finish.started = Some(request.clock.now());
+    let started = Instant::now();
     let mut handle = tokio::spawn(future.instrument(span));
+    // Ends the command when this future is dropped, as when the runner's
+    // task is aborted, so that it never runs on unsupervised and unrecorded.
+    let _abort_command = AbortOnDrop(handle.abort_handle());
     let max_duration = request.max_duration;
     let timeout = sleep_until_option(max_duration.map(|limit| tokio::time::Instant::now() + limit));
 
@@ -936,6 +946,15 @@ fn backoff(failures: u32) -> Duration {
     }
     let factor = 1u32 << failures.min(8).saturating_sub(1);
     (Duration::from_millis(100) * factor).min(MAX_RETRY_DELAY)
+}
+
+/// Aborts a spawned task when dropped.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 async fn wait_for_kill(kill: &mut watch::Receiver<Option<String>>) -> String {

@@ -562,8 +562,11 @@ fn check_field_count(fields: &[&str]) -> Result<(), String> {
              and keep six: {FIELD_NAMES}"
         )),
         _ => Err(format!(
-            "found {} fields but six are required: {FIELD_NAMES}",
-            fields.len()
+            "found {} but six fields are required: {FIELD_NAMES}",
+            match fields.len() {
+                1 => "1 field".to_owned(),
+                count => format!("{count} fields"),
+            }
         )),
     }
 }
@@ -901,7 +904,7 @@ mod tests {
     fn cron_rejects_too_few_fields() {
         let reason = invalid_reason("0 0 0 *");
         assert!(
-            reason.starts_with("found 4 fields but six are required"),
+            reason.starts_with("found 4 fields but six fields are required"),
             "reason: {reason}"
         );
     }
@@ -910,7 +913,7 @@ mod tests {
     fn cron_rejects_too_many_fields() {
         let reason = invalid_reason("0 0 0 * * * * *");
         assert!(
-            reason.starts_with("found 8 fields but six are required"),
+            reason.starts_with("found 8 fields but six fields are required"),
             "reason: {reason}"
         );
     }

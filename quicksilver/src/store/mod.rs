@@ -168,9 +168,9 @@ struct SqlitePragmas;
 
 impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for SqlitePragmas {
     fn on_acquire(&self, connection: &mut SqliteConnection) -> Result<(), diesel::r2d2::Error> {
+        // WAL mode is stored in the database file, so it is set once at open.
         let pragmas = format!(
-            "PRAGMA busy_timeout = {}; PRAGMA journal_mode = WAL; \
-             PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+            "PRAGMA busy_timeout = {}; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
             BUSY_TIMEOUT.as_millis()
         );
         connection
@@ -239,7 +239,21 @@ impl Store {
             reason: error.to_string(),
         })?;
         connection
-            .run_pending_migrations(MIGRATIONS)
+            .batch_execute("PRAGMA journal_mode = WAL;")
+            .map_err(|error| StoreError::Open {
+                url: display_url.clone(),
+                reason: format!("cannot switch to WAL mode: {error}"),
+            })?;
+        // Holding the write lock while checking and applying migrations keeps
+        // two processes that open a new database at once from both applying
+        // them.
+        connection
+            .immediate_transaction(|connection| {
+                connection
+                    .run_pending_migrations(MIGRATIONS)
+                    .map(drop)
+                    .map_err(|error| diesel::result::Error::QueryBuilderError(error))
+            })
             .map_err(|error| StoreError::Migration {
                 url: display_url.clone(),
                 reason: error.to_string(),
@@ -306,7 +320,6 @@ impl Store {
     /// # Errors
     ///
     /// - [`StoreError::Query`] when the database fails.
-    /// - [`StoreError::InvalidRow`] when a row cannot be read.
     pub async fn tasks(&self, filter: TaskFilter) -> Result<Vec<Task>> {
         self.run(move |connection| {
             let mut query = tasks::table.into_boxed();
@@ -319,13 +332,11 @@ impl Store {
             if let Some(paused) = filter.paused {
                 query = query.filter(tasks::paused.eq(paused));
             }
-            query
+            let rows = query
                 .order((tasks::queue, tasks::next_run, tasks::id))
                 .select(TaskRow::as_select())
-                .load(connection)?
-                .into_iter()
-                .map(Task::try_from)
-                .collect()
+                .load(connection)?;
+            Ok(rows.into_iter().map(Task::from).collect())
         })
         .await
     }
@@ -703,6 +714,11 @@ impl Store {
         let moved = finish.next_run.is_some();
         self.run(move |connection| {
             connection.immediate_transaction(|connection| {
+                if let Some(started) = finish.started {
+                    diesel::update(executions::table.find(finish.execution_id))
+                        .set(executions::started.eq(to_db(started)))
+                        .execute(connection)?;
+                }
                 diesel::update(executions::table.find(finish.execution_id))
                     .set((
                         executions::status.eq(finish.status.as_str()),
@@ -772,9 +788,9 @@ impl Store {
                 for row in rows {
                     let next_run = from_db(row.next_run);
                     let moved = match (&row.cron, row.repeat_interval) {
-                        (Some(_), _) => Task::try_from(row.clone())
+                        (Some(_), _) => Task::from(row.clone())
+                            .schedule()
                             .ok()
-                            .and_then(|task| task.schedule().ok())
                             .map(|schedule| schedule.first_run_at(now))
                             .unwrap_or(next_run),
                         _ => next_run + delta,
@@ -814,6 +830,9 @@ pub(crate) struct Finish {
     pub(crate) execution_id: i64,
     pub(crate) task_id: Option<i64>,
     pub(crate) status: Status,
+    /// When the command itself started, after its lock was taken; the
+    /// claim's start time stays when the command never started.
+    pub(crate) started: Option<DateTime<Utc>>,
     pub(crate) ended: DateTime<Utc>,
     pub(crate) runtime: Duration,
     pub(crate) output: String,
@@ -914,8 +933,8 @@ fn load_task(connection: &mut SqliteConnection, id: i64) -> Result<Task> {
         .select(TaskRow::as_select())
         .first(connection)
         .optional()?
+        .map(Task::from)
         .ok_or(StoreError::TaskNotFound { id })
-        .and_then(Task::try_from)
 }
 
 fn insert_task(
@@ -1042,25 +1061,13 @@ fn claim_one(
     now: DateTime<Utc>,
     runner: &str,
 ) -> Result<Claim> {
-    let due_at = from_db(row.next_run);
-    let row_id = row.id;
-    let command = row.command.clone();
-    let queue = row.queue.clone();
-    let raw_arguments = row.arguments.clone();
-
-    let checked = Task::try_from(row).and_then(|task| match task.schedule() {
-        Ok(schedule) => Ok((task, schedule)),
-        Err(error) => Err(StoreError::InvalidRow {
-            row: format!("task {row_id}"),
-            reason: format!("its schedule is invalid: {error}"),
-        }),
-    });
-
+    let task = Task::from(row);
+    let due_at = task.next_run;
     let execution = InsertExecution {
-        task_id: Some(row_id),
-        command: &command,
-        arguments: raw_arguments,
-        queue: Some(&queue),
+        task_id: Some(task.id),
+        command: &task.command,
+        arguments: encode_arguments(&task.arguments),
+        queue: Some(&task.queue),
         status: Status::Ongoing.as_str(),
         due_at: Some(to_db(due_at)),
         started: Some(to_db(now)),
@@ -1071,27 +1078,18 @@ fn claim_one(
         .returning(executions::id)
         .get_result(connection)?;
 
-    match checked {
-        Ok((task, schedule)) => {
-            let next_run = schedule.next_after(due_at, now);
-            diesel::update(tasks::table.find(row_id))
-                .set(tasks::next_run.eq(to_db(next_run)))
-                .execute(connection)?;
-            Ok(Claim {
-                execution_id,
-                task,
-                due_at,
-                rejected: None,
-            })
-        }
+    let schedule = match task.schedule() {
+        Ok(schedule) => schedule,
         Err(error) => {
             // Without a next run the task would be due again at once, so pause
             // it and record the reason instead of looping.
             let message = format!(
-                "{error}; the task was paused: fix it with `tasks edit {row_id}` and resume it \
-                 with `tasks resume {row_id}`"
+                "error: task {id} has an invalid schedule: {error}; the task was paused, so fix \
+                 it with `tasks edit {id} --every SECONDS` (or `--cron`) and resume it with \
+                 `tasks resume {id}`",
+                id = task.id
             );
-            diesel::update(tasks::table.find(row_id))
+            diesel::update(tasks::table.find(task.id))
                 .set((tasks::paused.eq(true), tasks::updated_at.eq(to_db(now))))
                 .execute(connection)?;
             diesel::update(executions::table.find(execution_id))
@@ -1102,30 +1100,25 @@ fn claim_one(
                     executions::output.eq(&message),
                 ))
                 .execute(connection)?;
-            let task = Task {
-                id: row_id,
-                command,
-                arguments: Vec::new(),
-                queue,
-                repeat_interval: None,
-                cron: None,
-                time_zone: None,
-                max_duration: None,
-                next_run: due_at,
-                alerts_postponed_until: None,
-                paused: true,
-                declaration: None,
-                created_at: now,
-                updated_at: now,
-            };
-            Ok(Claim {
+            return Ok(Claim {
                 execution_id,
                 task,
                 due_at,
                 rejected: Some(message),
-            })
+            });
         }
-    }
+    };
+
+    let next_run = schedule.next_after(due_at, now);
+    diesel::update(tasks::table.find(task.id))
+        .set(tasks::next_run.eq(to_db(next_run)))
+        .execute(connection)?;
+    Ok(Claim {
+        execution_id,
+        task,
+        due_at,
+        rejected: None,
+    })
 }
 
 fn mark_killed(

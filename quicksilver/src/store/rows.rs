@@ -90,19 +90,17 @@ pub(crate) fn encode_arguments(arguments: &[String]) -> String {
     serde_json::Value::from(arguments.to_vec()).to_string()
 }
 
-fn decode_arguments(text: &str, owner: &str) -> Result<Vec<String>, StoreError> {
-    serde_json::from_str(text).map_err(|error| StoreError::InvalidRow {
-        row: owner.to_owned(),
-        reason: format!("its arguments are not a JSON array of strings ({error}): {text}"),
-    })
+/// Reads the arguments column: a JSON array of strings, as quicksilver
+/// writes it, or else one argument per line, as the original Django app
+/// stored them and as an operator may type them into the row by hand.
+pub(crate) fn decode_arguments(text: &str) -> Vec<String> {
+    serde_json::from_str(text).unwrap_or_else(|_| text.lines().map(str::to_owned).collect())
 }
 
-impl TryFrom<TaskRow> for Task {
-    type Error = StoreError;
-
-    fn try_from(row: TaskRow) -> Result<Self, Self::Error> {
-        let arguments = decode_arguments(&row.arguments, &format!("task {}", row.id))?;
-        Ok(Task {
+impl From<TaskRow> for Task {
+    fn from(row: TaskRow) -> Self {
+        let arguments = decode_arguments(&row.arguments);
+        Task {
             id: row.id,
             command: row.command,
             arguments,
@@ -117,7 +115,7 @@ impl TryFrom<TaskRow> for Task {
             declaration: row.declaration,
             created_at: from_db(row.created_at),
             updated_at: from_db(row.updated_at),
-        })
+        }
     }
 }
 
@@ -126,7 +124,7 @@ impl TryFrom<ExecutionRow> for Execution {
 
     fn try_from(row: ExecutionRow) -> Result<Self, Self::Error> {
         let owner = format!("execution {}", row.id);
-        let arguments = decode_arguments(&row.arguments, &owner)?;
+        let arguments = decode_arguments(&row.arguments);
         let status = row
             .status
             .parse::<Status>()
@@ -159,12 +157,16 @@ mod tests {
     fn arguments_round_trip_byte_for_byte() {
         let arguments = vec!["--name".to_owned(), " a = b\n\"c\" ".to_owned()];
         let text = encode_arguments(&arguments);
-        assert_eq!(decode_arguments(&text, "task 1").unwrap(), arguments);
+        assert_eq!(decode_arguments(&text), arguments);
     }
 
     #[test]
-    fn corrupt_arguments_name_the_row() {
-        let error = decode_arguments("--x", "task 7").unwrap_err();
-        assert!(error.to_string().contains("task 7"), "{error}");
+    fn non_json_arguments_read_one_per_line() {
+        assert_eq!(decode_arguments("--name\na b = c"), ["--name", "a b = c"]);
+    }
+
+    #[test]
+    fn empty_arguments_column_is_no_arguments() {
+        assert!(decode_arguments("").is_empty());
     }
 }
