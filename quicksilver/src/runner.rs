@@ -428,7 +428,7 @@ impl RunState {
             Attempt::Acquired(held) => held,
             Attempt::Taken { holder } => {
                 tracing::info!(parent: &span, lock.path = %lock_path.display(), holder = %holder,
-                    "queue is taken by another runner on this machine; exiting");
+                    "queue `{queue}` is taken by another runner on this machine; exiting");
                 return Ok(StopReason::QueueTaken { holder });
             }
         };
