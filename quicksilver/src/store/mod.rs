@@ -8,11 +8,12 @@ mod rows;
 mod schema;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use diesel::connection::SimpleConnection;
+use diesel::connection::{Connection as _, InstrumentationEvent, SimpleConnection};
 use diesel::prelude::*;
 use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
 use diesel::sqlite::SqliteConnection;
@@ -153,6 +154,8 @@ struct StoreInner {
     path: PathBuf,
     /// A counter bumped by every change to tasks made through this store.
     changes: watch::Sender<u64>,
+    /// The SQL statements sent through the pool's connections.
+    statements: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Store {
@@ -163,11 +166,20 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// Prepares each new connection: pragmas, and a count of its statements.
 #[derive(Debug)]
-struct SqlitePragmas;
+struct SqlitePragmas {
+    statements: Arc<AtomicU64>,
+}
 
 impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for SqlitePragmas {
     fn on_acquire(&self, connection: &mut SqliteConnection) -> Result<(), diesel::r2d2::Error> {
+        let statements = self.statements.clone();
+        connection.set_instrumentation(move |event: InstrumentationEvent<'_>| {
+            if matches!(event, InstrumentationEvent::StartQuery { .. }) {
+                statements.fetch_add(1, Ordering::Relaxed);
+            }
+        });
         // WAL mode is stored in the database file, so it is set once at open.
         let pragmas = format!(
             "PRAGMA busy_timeout = {}; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
@@ -223,11 +235,14 @@ impl Store {
             }
         }
 
+        let statements = Arc::new(AtomicU64::new(0));
         let manager = ConnectionManager::<SqliteConnection>::new(path.to_string_lossy());
         let pool = Pool::builder()
             .max_size(4)
             .connection_timeout(Duration::from_secs(30))
-            .connection_customizer(Box::new(SqlitePragmas))
+            .connection_customizer(Box::new(SqlitePragmas {
+                statements: statements.clone(),
+            }))
             .build(manager)
             .map_err(|error| StoreError::Open {
                 url: display_url.clone(),
@@ -267,6 +282,7 @@ impl Store {
                 url: display_url,
                 path,
                 changes: watch::Sender::new(0),
+                statements,
             }),
         })
     }
@@ -274,6 +290,12 @@ impl Store {
     /// Returns the database URL, without credentials.
     pub fn url(&self) -> &str {
         &self.inner.url
+    }
+
+    /// Returns how many SQL statements this store has sent since it opened,
+    /// counting those of every clone, for benchmarks and monitoring.
+    pub fn statement_count(&self) -> u64 {
+        self.inner.statements.load(Ordering::Relaxed)
     }
 
     /// Returns a short, stable key of this database, used to name lock
