@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::fmt::{self, Write as _};
 use std::io::Write as _;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use tracing::field::{Field, Visit};
@@ -88,11 +88,16 @@ impl OutputBuffer {
     }
 }
 
-/// Buffers of running executions, by execution id, for the capture layer.
-fn active() -> &'static Mutex<HashMap<i64, Arc<OutputBuffer>>> {
-    static ACTIVE: OnceLock<Mutex<HashMap<i64, Arc<OutputBuffer>>>> = OnceLock::new();
+/// Buffers of running executions, by output key, for the capture layer.
+///
+/// The key is unique in the process, unlike execution ids, which repeat
+/// when one process uses several databases.
+fn active() -> &'static Mutex<HashMap<u64, Arc<OutputBuffer>>> {
+    static ACTIVE: OnceLock<Mutex<HashMap<u64, Arc<OutputBuffer>>>> = OnceLock::new();
     ACTIVE.get_or_init(Mutex::default)
 }
+
+static NEXT_KEY: AtomicU64 = AtomicU64::new(1);
 
 static LAYER_INSTALLED: AtomicBool = AtomicBool::new(false);
 
@@ -101,18 +106,25 @@ pub(crate) fn capture_installed() -> bool {
     LAYER_INSTALLED.load(Ordering::Relaxed)
 }
 
-/// Makes `buffer` the destination of events in the span of `execution_id`
-/// until the returned guard drops.
-pub(crate) fn register(execution_id: i64, buffer: Arc<OutputBuffer>) -> Registration {
+/// Makes `buffer` the destination of events in spans whose `output.key`
+/// field is the returned registration's key, until the registration drops.
+pub(crate) fn register(buffer: Arc<OutputBuffer>) -> Registration {
+    let key = NEXT_KEY.fetch_add(1, Ordering::Relaxed);
     active()
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .insert(execution_id, buffer);
-    Registration { execution_id }
+        .insert(key, buffer);
+    Registration { key }
 }
 
 pub(crate) struct Registration {
-    execution_id: i64,
+    key: u64,
+}
+
+impl Registration {
+    pub(crate) fn key(&self) -> u64 {
+        self.key
+    }
 }
 
 impl Drop for Registration {
@@ -120,7 +132,7 @@ impl Drop for Registration {
         active()
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .remove(&self.execution_id);
+            .remove(&self.key);
     }
 }
 
@@ -165,15 +177,15 @@ where
         if attributes.metadata().name() != EXECUTION_SPAN {
             return;
         }
-        let mut visitor = ExecutionIdVisitor(None);
+        let mut visitor = OutputKeyVisitor(None);
         attributes.record(&mut visitor);
-        let Some(execution_id) = visitor.0 else {
+        let Some(key) = visitor.0 else {
             return;
         };
         let buffer = active()
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .get(&execution_id)
+            .get(&key)
             .cloned();
         if let (Some(buffer), Some(span)) = (buffer, context.span(id)) {
             span.extensions_mut().insert(SpanBuffer(buffer));
@@ -198,18 +210,18 @@ where
     }
 }
 
-struct ExecutionIdVisitor(Option<i64>);
+struct OutputKeyVisitor(Option<u64>);
 
-impl Visit for ExecutionIdVisitor {
+impl Visit for OutputKeyVisitor {
     fn record_i64(&mut self, field: &Field, value: i64) {
-        if field.name() == "execution.id" {
-            self.0 = Some(value);
+        if field.name() == "output.key" {
+            self.0 = u64::try_from(value).ok();
         }
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        if field.name() == "execution.id" {
-            self.0 = i64::try_from(value).ok();
+        if field.name() == "output.key" {
+            self.0 = Some(value);
         }
     }
 

@@ -1,5 +1,6 @@
 //! The runner: claims the due tasks of one queue and runs them.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
 use std::path::PathBuf;
@@ -477,7 +478,7 @@ impl RunState {
             .restart_after
             .map(|after| tokio::time::Instant::now() + after);
         let (kill_sender, kill_receiver) = watch::channel(None::<String>);
-        let mut running: JoinSet<()> = JoinSet::new();
+        let mut running = Lanes::new(self.store.clone());
 
         let mut last_wall = clock.now();
         let mut last_instant = Instant::now();
@@ -508,7 +509,7 @@ impl RunState {
                     failures = 0;
                     for claim in batch.claims {
                         let execution = Execution::new(self, claim, kill_receiver.clone());
-                        running.spawn(execution.run());
+                        running.spawn(execution);
                     }
                     next_due = batch.next_due;
                 }
@@ -534,7 +535,7 @@ impl RunState {
             tokio::select! {
                 () = clock.sleep_until(deadline) => {}
                 Ok(()) = changes.changed() => {}
-                Some(_) = running.join_next(), if !running.is_empty() => {}
+                Some(()) = running.join_next(), if !running.is_empty() => {}
                 reason = &mut stop => break reason,
                 () = sleep_until_option(restart_at) => break StopReason::RestartDue,
             }
@@ -548,7 +549,7 @@ impl RunState {
     async fn drain(
         &self,
         reason: StopReason,
-        running: &mut JoinSet<()>,
+        running: &mut Lanes,
         kill_sender: &watch::Sender<Option<String>>,
         stop: &mut Pin<Box<impl Future<Output = StopReason>>>,
     ) -> Result<StopReason, RunnerError> {
@@ -613,6 +614,71 @@ impl RunState {
             tracing::error!(error = %CauseChain(&error),
                 "moving next runs after a backward clock jump failed; tasks wait for their stored next run");
         }
+    }
+}
+
+/// The executions running on a runner's tokio tasks.
+struct Lanes {
+    set: JoinSet<()>,
+    executions: HashMap<tokio::task::Id, i64>,
+    store: Store,
+}
+
+impl Lanes {
+    fn new(store: Store) -> Self {
+        Lanes {
+            set: JoinSet::new(),
+            executions: HashMap::new(),
+            store,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.set.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.set.is_empty()
+    }
+
+    fn spawn(&mut self, execution: Execution) {
+        let execution_id = execution.claim.execution_id;
+        let handle = self.set.spawn(execution.run());
+        self.executions.insert(handle.id(), execution_id);
+    }
+
+    /// Waits for one execution task to end, and returns `None` when none
+    /// runs.
+    ///
+    /// An execution task that panicked, which a command's panic never
+    /// causes, would leave its execution `ongoing` and its task blocked, so
+    /// the execution is recorded as `error` here.
+    async fn join_next(&mut self) -> Option<()> {
+        let joined = self.set.join_next_with_id().await?;
+        let (id, panic) = match joined {
+            Ok((id, ())) => (id, None),
+            Err(error) => (
+                error.id(),
+                error.is_panic().then(|| panic_text(error.into_panic())),
+            ),
+        };
+        let execution_id = self.executions.remove(&id);
+        if let (Some(execution_id), Some(message)) = (execution_id, panic) {
+            let span = tracing::error_span!("quicksilver.claim", execution.id = execution_id);
+            tracing::error!(parent: &span, panic = %message, "the runner failed while running an execution");
+            let finish = Finish {
+                execution_id,
+                task_id: None,
+                status: Status::Error,
+                started: None,
+                ended: Utc::now(),
+                runtime: Duration::ZERO,
+                output: format!("error: the runner failed while running this execution: {message}"),
+                next_run: None,
+            };
+            record(&self.store, finish, &span).await;
+        }
+        Some(())
     }
 }
 
@@ -803,8 +869,12 @@ pub(crate) async fn run_command(
         None
     };
 
-    let registration = output::register(request.execution_id, buffer.clone());
-    let span = tracing::info_span!(EXECUTION_SPAN, execution.id = request.execution_id);
+    let registration = output::register(buffer.clone());
+    let span = tracing::info_span!(
+        EXECUTION_SPAN,
+        execution.id = request.execution_id,
+        output.key = registration.key()
+    );
     finish.started = Some(request.clock.now());
     let started = Instant::now();
     let mut handle = tokio::spawn(future.instrument(span));
@@ -821,19 +891,20 @@ pub(crate) async fn run_command(
                     finish.next_run = match next_run {
                         NextRun::Schedule => None,
                         NextRun::At(at) => Some(at),
-                        NextRun::After(delay) => Some(request.clock.now() + to_delta(delay)),
+                        NextRun::After(delay) => Some(
+                            request
+                                .clock
+                                .now()
+                                .checked_add_signed(to_delta(delay))
+                                .unwrap_or(DateTime::<Utc>::MAX_UTC),
+                        ),
                     };
                     (Status::Success, None)
                 }
                 Err(error) => (Status::Error, Some(format!("error: {}", CauseChain(error.as_ref())))),
             },
             Err(error) if error.is_panic() => {
-                let payload = error.into_panic();
-                let message = payload
-                    .downcast_ref::<&str>()
-                    .map(|text| (*text).to_owned())
-                    .or_else(|| payload.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "a non-text panic payload".to_owned());
+                let message = panic_text(error.into_panic());
                 (Status::Error, Some(format!("error: the command panicked: {message}")))
             }
             Err(_) => (Status::Killed, Some("killed: the command's task was cancelled".to_owned())),
@@ -899,6 +970,15 @@ pub(crate) async fn record(store: &Store, finish: Finish, span: &tracing::Span) 
                 "recording the end of the execution failed; it stays ongoing until a runner restarts");
         }
     }
+}
+
+/// Returns the message of a panic payload.
+fn panic_text(payload: Box<dyn std::any::Any + Send>) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|text| (*text).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a non-text panic payload".to_owned())
 }
 
 fn last_line(text: &str) -> &str {

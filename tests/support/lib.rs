@@ -1,14 +1,13 @@
 //! Shared fixtures of the integration tests.
 //!
-//! Each test gets a fresh SQLite file in a temporary folder ([`TestDb`]),
-//! starts the real runner on a tokio task ([`BackgroundRunner`]), and waits
-//! for results by polling the store until a deadline, so that a failing test
-//! ends with the executions it saw instead of hanging.
+//! Each test gets a fresh SQLite file in a temporary folder ([`TestDb`]) and
+//! starts the real runner on a tokio task ([`BackgroundRunner`]). The tests
+//! wait for results by polling the store until a deadline, so that a failing
+//! test ends with the executions it saw instead of hanging.
 
 pub mod process;
 
 use std::fmt::Write as _;
-use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Once;
 use std::time::{Duration, Instant};
@@ -33,10 +32,10 @@ pub const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Installs the global tracing subscriber of this test binary, once.
 ///
-/// The subscriber holds [`quicksilver::capture_layer`], so the events a
-/// command emits land in its execution's output, and a formatter that
-/// prints to the test's captured output at the level `RUST_LOG` sets
-/// (`warn` when it is not set).
+/// The subscriber contains [`quicksilver::capture_layer`], so the events a
+/// command emits land in its execution's output. It also contains a
+/// formatter that prints to the test's captured output at the level
+/// `RUST_LOG` sets (`warn` when it is not set).
 pub fn install_tracing() {
     static INSTALL: Once = Once::new();
     INSTALL.call_once(|| {
@@ -188,8 +187,8 @@ impl TestDb {
             }
             if Instant::now() >= deadline {
                 panic!(
-                    "timed out after {timeout:?} waiting for task {task_id}: {expected}; \
-                     its executions:\n{}",
+                    "timed out after {timeout:?} waiting for task {task_id}: {expected}. \
+                     Its executions:\n{}",
                     describe(&executions)
                 );
             }
@@ -373,16 +372,6 @@ pub fn millis(delta: TimeDelta) -> String {
     format!("{:.3} ms", micros as f64 / 1000.0)
 }
 
-/// Converts a duration to a [`TimeDelta`].
-///
-/// # Panics
-///
-/// Panics for durations past the range of `TimeDelta`, which tests never
-/// need.
-pub fn delta(duration: Duration) -> TimeDelta {
-    TimeDelta::from_std(duration).expect("test durations fit in a TimeDelta")
-}
-
 /// Returns the resident memory of this process, in bytes, from
 /// `/proc/self/status`.
 ///
@@ -404,11 +393,4 @@ pub fn resident_memory_bytes() -> u64 {
         .parse()
         .unwrap_or_else(|error| panic!("parse {line:?}: {error}"));
     kilobytes * 1024
-}
-
-/// Runs `future` and returns its value with the real time it took.
-pub async fn timed<T>(future: impl Future<Output = T>) -> (T, Duration) {
-    let start = Instant::now();
-    let value = future.await;
-    (value, start.elapsed())
 }

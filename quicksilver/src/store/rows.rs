@@ -1,6 +1,6 @@
 //! Row types and the conversions between rows and the public types.
 
-use chrono::{DateTime, NaiveDateTime, Timelike, Utc};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Timelike, Utc};
 use diesel::prelude::*;
 
 use super::schema::{quicksilver_executions, quicksilver_tasks};
@@ -74,10 +74,19 @@ pub(crate) struct InsertExecution<'a> {
     pub(crate) runner: Option<&'a str>,
 }
 
+/// The latest time stored. Later times, such as the "never" of a schedule
+/// without more occurrences, are stored as this one, because SQLite compares
+/// times as text and a five-digit year would sort before every other.
+fn latest_stored() -> NaiveDateTime {
+    NaiveDate::from_ymd_opt(9999, 12, 31)
+        .and_then(|date| date.and_hms_micro_opt(23, 59, 59, 999_999))
+        .unwrap_or(NaiveDateTime::MAX)
+}
+
 /// Converts a time to the stored form: UTC, truncated to microseconds so
-/// that every backend stores the same value.
+/// that every backend stores the same value, and at most the year 9999.
 pub(crate) fn to_db(time: DateTime<Utc>) -> NaiveDateTime {
-    let naive = time.naive_utc();
+    let naive = time.naive_utc().min(latest_stored());
     let micros = naive.nanosecond() / 1_000 * 1_000;
     naive.with_nanosecond(micros).unwrap_or(naive)
 }
@@ -158,6 +167,13 @@ mod tests {
         let arguments = vec!["--name".to_owned(), " a = b\n\"c\" ".to_owned()];
         let text = encode_arguments(&arguments);
         assert_eq!(decode_arguments(&text), arguments);
+    }
+
+    #[test]
+    fn far_future_is_stored_as_year_9999() {
+        let stored = to_db(DateTime::<Utc>::MAX_UTC);
+        assert_eq!(stored.to_string(), "9999-12-31 23:59:59.999999");
+        assert!(to_db(Utc::now()) < stored);
     }
 
     #[test]
