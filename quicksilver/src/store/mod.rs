@@ -267,7 +267,7 @@ impl Store {
                 connection
                     .run_pending_migrations(MIGRATIONS)
                     .map(drop)
-                    .map_err(|error| diesel::result::Error::QueryBuilderError(error))
+                    .map_err(diesel::result::Error::QueryBuilderError)
             })
             .map_err(|error| StoreError::Migration {
                 url: display_url.clone(),
