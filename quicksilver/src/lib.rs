@@ -1,5 +1,6 @@
 #![doc = include_str!("../../README.md")]
 #![cfg_attr(docsrs, feature(doc_cfg))]
+#![doc(test(attr(deny(warnings))))]
 
 // Lets the macros' `::quicksilver::...` paths resolve inside this crate too.
 extern crate self as quicksilver;

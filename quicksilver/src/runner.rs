@@ -90,7 +90,8 @@ pub enum StopReason {
 /// # Examples
 ///
 /// ```no_run
-/// # async fn example() -> Result<(), quicksilver::RunnerError> {
+/// # #[tokio::main]
+/// # async fn main() -> Result<(), quicksilver::RunnerError> {
 /// use std::time::Duration;
 ///
 /// let reason = quicksilver::Runner::run_queue("default")
