@@ -127,7 +127,7 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
         let runner = Runner::run_queue(queue)
             .store(store.clone())
             .on_execution_end(|execution| {
-                let output = execution.output.lines().last().unwrap_or("");
+                let output = execution.summary();
                 println!(
                     "execution {:>5}  {:<30} {:<8} {:>8.3}s  {output}",
                     execution.id,

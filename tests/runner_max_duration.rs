@@ -156,3 +156,40 @@ async fn default_max_duration_applies_to_tasks_without_one() {
         beats[0].output
     );
 }
+
+#[quicksilver::command]
+async fn block_thread_4s(ctx: &Context) {
+    ctx.write_line("blocking");
+    // Deliberately blocks a worker thread, as careless commands do.
+    std::thread::sleep(Duration::from_secs(4));
+}
+
+// Two runs block both worker threads of the host's runtime for 4 s. The
+// runner's own loop runs on a thread of its own, so it still records each
+// run `killed` at its max duration of 1 s instead of `success` at 4 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thread_blocking_runs_killed_on_time() {
+    let db = TestDb::new().await;
+    let first = db
+        .add_task(NewTask::new("block_thread_4s", every(60)).max_duration(Duration::from_secs(1)))
+        .await;
+    let second = db
+        .add_task(NewTask::new("block_thread_4s", every(60)).max_duration(Duration::from_secs(1)))
+        .await;
+    let runner = BackgroundRunner::start(db.runner("default").concurrency(3));
+
+    let first_runs = db.wait_for_status(first.id, Status::Killed, 1, WAIT).await;
+    let second_runs = db.wait_for_status(second.id, Status::Killed, 1, WAIT).await;
+    runner.stop().await;
+
+    for execution in [&first_runs[0], &second_runs[0]] {
+        let took = run_time(execution);
+        assert!(
+            took < TimeDelta::seconds(1) + KILL_SLACK,
+            "execution {} was recorded after {}, not at its max duration of 1s:\n{}",
+            execution.id,
+            millis(took),
+            describe(std::slice::from_ref(execution))
+        );
+    }
+}

@@ -45,7 +45,7 @@ use tokio::sync::watch;
 use crate::clock::{Clock, SystemClock};
 use crate::command::{commands, find_command, CauseChain};
 use crate::context::{Context, ContextParts};
-use crate::execution::{Execution, ExecutionFilter, Status};
+use crate::execution::{summary_line, Execution, ExecutionFilter, Status};
 use crate::lock;
 use crate::output::OutputBuffer;
 use crate::runner::{self, run_command, RunRequest, Runner, StopReason};
@@ -116,7 +116,7 @@ pub struct RunQueueArgs {
 
     /// Minutes after which the runner finishes its current runs and starts
     /// afresh (re-executing this program) to return memory; 0 or unset never.
-    #[arg(long, value_name = "MINUTES")]
+    #[arg(long, value_name = "MINUTES", value_parser = clap::value_parser!(u64).range(0..=5_256_000))]
     pub restart_after: Option<u64>,
 
     /// How many executions of the queue may run at once.
@@ -229,7 +229,7 @@ pub struct ScheduleArgs {
     pub cron: Option<String>,
 
     /// IANA time zone of the cron expression [default: UTC].
-    #[arg(long, value_name = "ZONE", requires = "cron", conflicts_with = "every")]
+    #[arg(long, value_name = "ZONE", conflicts_with = "every")]
     pub time_zone: Option<String>,
 }
 
@@ -253,7 +253,7 @@ pub struct TaskAddArgs {
     pub queue: String,
 
     /// Seconds after which a run is stopped and recorded as killed.
-    #[arg(long, value_name = "SECONDS")]
+    #[arg(long, value_name = "SECONDS", allow_negative_numbers = true)]
     pub max_duration: Option<String>,
 
     /// First run, as RFC 3339 or `now` [default: the schedule's first tick].
@@ -288,7 +288,7 @@ pub struct TaskEditArgs {
     pub queue: Option<String>,
 
     /// A new max duration in seconds, or `none` to remove it.
-    #[arg(long, value_name = "SECONDS")]
+    #[arg(long, value_name = "SECONDS", allow_negative_numbers = true)]
     pub max_duration: Option<String>,
 
     /// A new next run, as RFC 3339 or `now`.
@@ -445,17 +445,25 @@ fn lock_dir(options: &CliOptions) -> PathBuf {
         .unwrap_or_else(lock::default_lock_dir)
 }
 
+/// The longest duration, in seconds, that a duration flag accepts: ten
+/// years.
+const MAX_SECONDS: f64 = 315_360_000.0;
+
 fn positive_seconds(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
-        Ok(value) if value.is_finite() && value > 0.0 => Ok(value),
-        _ => Err(format!("`{text}` is not a positive number of seconds")),
+        Ok(value) if value > 0.0 && value <= MAX_SECONDS => Ok(value),
+        _ => Err(format!(
+            "`{text}` is not a number of seconds above 0 and at most {MAX_SECONDS} (ten years)"
+        )),
     }
 }
 
 fn non_negative_seconds(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
-        Ok(value) if value.is_finite() && value >= 0.0 => Ok(value),
-        _ => Err(format!("`{text}` is not a number of seconds of 0 or more")),
+        Ok(value) if (0.0..=MAX_SECONDS).contains(&value) => Ok(value),
+        _ => Err(format!(
+            "`{text}` is not a number of seconds from 0 to {MAX_SECONDS} (ten years)"
+        )),
     }
 }
 
@@ -478,8 +486,16 @@ async fn run_queue(options: &CliOptions, args: RunQueueArgs) -> Outcome {
         .map_err(|error| Failure::invalid(error.to_string()))?;
 
     match runner.run().await {
-        // The runner logged that the queue is taken.
-        Ok(StopReason::QueueTaken { .. }) => Ok(0),
+        Ok(StopReason::QueueTaken { holder }) => {
+            // The runner logged it; say it here too when nothing shows logs.
+            if !tracing::dispatcher::has_been_set() {
+                eprintln!(
+                    "queue `{}` is taken by another runner on this machine ({holder}); exiting",
+                    args.task_queue
+                );
+            }
+            Ok(0)
+        }
         Ok(StopReason::RestartDue) => restart_process(),
         Ok(_) => Ok(0),
         Err(error) => Err(Failure::failed(
@@ -630,6 +646,11 @@ async fn tasks(options: &CliOptions, args: TasksArgs) -> Outcome {
 }
 
 fn parse_schedule(args: &ScheduleArgs) -> Result<Option<Schedule>, Failure> {
+    if args.time_zone.is_some() && args.cron.is_none() {
+        return Err(Failure::invalid(
+            "`--time-zone` applies to cron schedules: give `--cron EXPRESSION` too",
+        ));
+    }
     if let Some(every) = &args.every {
         let seconds = every.trim().parse::<u64>().map_err(|_| {
             Failure::invalid(format!(
@@ -651,9 +672,12 @@ fn parse_schedule(args: &ScheduleArgs) -> Result<Option<Schedule>, Failure> {
 
 fn parse_seconds_option(text: &str) -> Result<Duration, Failure> {
     match text.trim().parse::<u64>() {
-        Ok(seconds) if seconds > 0 => Ok(Duration::from_secs(seconds)),
+        Ok(seconds) if seconds > 0 && seconds as f64 <= MAX_SECONDS => {
+            Ok(Duration::from_secs(seconds))
+        }
         _ => Err(Failure::invalid(format!(
-            "invalid max duration `{text}`: give a whole number of seconds of at least 1"
+            "invalid max duration `{text}`: give a whole number of seconds from 1 to \
+             {MAX_SECONDS} (ten years)"
         ))),
     }
 }
@@ -738,16 +762,31 @@ async fn edit_task(store: &Store, args: TaskEditArgs) -> Result<Task, Failure> {
         validate_command(store, &command, &arguments)?;
     }
 
+    // An edit keeps what it does not name: a new expression keeps the
+    // task's zone, and a new zone alone applies to the task's expression.
+    let mut schedule_args = args.schedule.clone();
+    if schedule_args.cron.is_some() && schedule_args.time_zone.is_none() {
+        schedule_args.time_zone = current.time_zone.clone();
+    }
+    if schedule_args.cron.is_none() && schedule_args.time_zone.is_some() {
+        match &current.cron {
+            Some(expression) => schedule_args.cron = Some(expression.clone()),
+            None => {
+                return Err(Failure::invalid(format!(
+                    "`--time-zone` applies to cron schedules, and task {} repeats every \
+                     interval; give `--cron EXPRESSION` too",
+                    args.id
+                )))
+            }
+        }
+    }
     let mut changes = TaskChanges {
         command: args.command,
         arguments: args.arguments,
         queue: args.queue,
-        schedule: parse_schedule(&args.schedule)?,
+        schedule: parse_schedule(&schedule_args)?,
         ..TaskChanges::default()
     };
-    if changes.schedule.is_none() && args.schedule.time_zone.is_some() {
-        return Err(Failure::invalid("`--time-zone` needs `--cron` with it"));
-    }
     if let Some(max_duration) = &args.max_duration {
         changes.max_duration = Some(if max_duration.trim() == "none" {
             None
@@ -831,13 +870,14 @@ async fn run_foreground(options: &CliOptions, args: RunArgs) -> Outcome {
         lock_dir: lock_dir(options),
         holder: format!("pid {} foreground run {identity}", std::process::id()),
         echo: true,
+        commands: tokio::runtime::Handle::current(),
     };
     let finish = run_command(request, kill_receiver).await;
     signals.abort();
 
     let status = finish.status;
     let failure_text = (status != Status::Success).then(|| {
-        let line = last_line(&finish.output);
+        let line = summary_line(&finish.output);
         let line = line.strip_prefix("error: ").unwrap_or(line);
         line.strip_prefix("killed: ").unwrap_or(line).to_owned()
     });
@@ -867,10 +907,6 @@ async fn foreground_signal() -> Option<&'static str> {
 #[cfg(not(unix))]
 async fn foreground_signal() -> Option<&'static str> {
     tokio::signal::ctrl_c().await.ok().map(|()| "SIGINT")
-}
-
-fn last_line(text: &str) -> &str {
-    text.lines().last().unwrap_or("")
 }
 
 fn print_json<T: serde::Serialize + ?Sized>(value: &T) -> Result<(), Failure> {
@@ -993,7 +1029,7 @@ fn print_execution_table(executions: &[Execution]) {
     let rows: Vec<Vec<String>> = executions
         .iter()
         .map(|execution| {
-            let mut output = last_line(&execution.output).to_owned();
+            let mut output = execution.summary().to_owned();
             if output.chars().count() > 60 {
                 output = output.chars().take(57).collect::<String>() + "...";
             }

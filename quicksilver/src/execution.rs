@@ -105,6 +105,27 @@ pub struct Execution {
     pub runner: Option<String>,
 }
 
+impl Execution {
+    /// Returns the line of the output that best sums up the run: the
+    /// `error:` or `killed:` line the runner wrote when the run failed,
+    /// else the last line the command wrote.
+    pub fn summary(&self) -> &str {
+        summary_line(&self.output)
+    }
+}
+
+/// Returns the last line starting with `error:` or `killed:`, or else the
+/// last non-empty line of `output`.
+pub(crate) fn summary_line(output: &str) -> &str {
+    let mut lines = output.lines().rev().filter(|line| !line.trim().is_empty());
+    output
+        .lines()
+        .rev()
+        .find(|line| line.starts_with("error: ") || line.starts_with("killed: "))
+        .or_else(|| lines.next())
+        .unwrap_or("")
+}
+
 fn rfc3339_option<S: Serializer>(
     value: &Option<DateTime<Utc>>,
     serializer: S,
@@ -151,6 +172,18 @@ mod tests {
         for status in Status::ALL {
             assert_eq!(status.as_str().parse::<Status>(), Ok(status));
         }
+    }
+
+    #[test]
+    fn summary_prefers_error_over_cause() {
+        let output = "step 1\nerror: sync failed\ncaused by: disk is gone\n";
+        assert_eq!(summary_line(output), "error: sync failed");
+    }
+
+    #[test]
+    fn summary_falls_back_to_last_line() {
+        assert_eq!(summary_line("one\ntwo\n\n"), "two");
+        assert_eq!(summary_line(""), "");
     }
 
     #[test]

@@ -75,15 +75,28 @@ impl OutputBuffer {
         if state.dropped == 0 {
             return state.text.clone();
         }
-        let mut text = state.text.clone();
-        if !text.ends_with('\n') {
-            text.push('\n');
-        }
-        let _ = write!(
-            text,
-            "[output truncated: {} more bytes were dropped past the {} byte limit]",
-            state.dropped, self.limit
-        );
+        // The marker replaces the end of the kept text, so that the whole
+        // stays within the limit. Cutting more can lengthen the count in the
+        // marker by a digit, hence the loop.
+        let mut keep = state.text.len();
+        let marker = loop {
+            while !state.text.is_char_boundary(keep) {
+                keep -= 1;
+            }
+            let dropped = state.dropped + (state.text.len() - keep);
+            let marker = format!(
+                "\n[output truncated: {dropped} more bytes were dropped past the {} byte limit]",
+                self.limit
+            );
+            let over = (keep + marker.len()).saturating_sub(self.limit);
+            if over == 0 || keep == 0 {
+                break marker;
+            }
+            keep = keep.saturating_sub(over);
+        };
+        let mut text = String::with_capacity(keep + marker.len());
+        text.push_str(&state.text[..keep]);
+        text.push_str(&marker);
         text
     }
 }
@@ -255,12 +268,16 @@ mod tests {
 
     #[test]
     fn buffer_cuts_at_limit_with_marker() {
-        let buffer = OutputBuffer::new(10, false);
-        buffer.push("0123456789abcdef");
-        buffer.push("more");
+        let buffer = OutputBuffer::new(200, false);
+        buffer.push(&"a".repeat(150));
+        buffer.push(&"b".repeat(100));
         let text = buffer.contents();
-        assert!(text.starts_with("0123456789\n"), "{text}");
-        assert!(text.contains("10 more bytes were dropped"), "{text}");
+        assert_eq!(text.len(), 200, "{text}");
+        assert!(text.starts_with(&"a".repeat(100)), "{text}");
+        assert!(text.ends_with("byte limit]"), "{text}");
+        let kept = text.find('\n').unwrap();
+        let dropped = 250 - kept;
+        assert!(text.contains(&format!(" {dropped} more bytes")), "{text}");
     }
 
     #[test]
@@ -268,7 +285,8 @@ mod tests {
         let buffer = OutputBuffer::new(5, false);
         buffer.push("abcdé");
         let text = buffer.contents();
-        assert!(text.starts_with("abcd\n"), "{text}");
+        assert!(!text.contains('\u{fffd}'), "{text}");
+        assert!(text.contains("[output truncated"), "{text}");
     }
 
     #[test]

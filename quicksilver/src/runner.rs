@@ -16,7 +16,7 @@ use tracing::Instrument;
 use crate::clock::{Clock, SystemClock};
 use crate::command::{find_command, CauseChain, NextRun};
 use crate::context::{Context, ContextParts};
-use crate::execution::Status;
+use crate::execution::{summary_line, Status};
 use crate::lock::{self, Attempt, LockError, LockKind};
 use crate::output::{self, OutputBuffer, EXECUTION_SPAN, OUTPUT_LIMIT};
 use crate::store::{Claim, Finish, Store, StoreError};
@@ -31,6 +31,9 @@ pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(20);
 /// A wall-clock jump larger than this, against the monotonic clock, makes
 /// the runner move the queue's schedule with it.
 const CLOCK_JUMP_TOLERANCE: TimeDelta = TimeDelta::seconds(2);
+
+/// The longest duration a runner option accepts: ten years.
+const MAX_OPTION_DURATION: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 
 /// The maximum wait between retries of a failed database call.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
@@ -58,6 +61,12 @@ pub enum RunnerError {
     /// The queue lock file could not be used.
     #[error(transparent)]
     Lock(#[from] LockError),
+    /// The runner's thread could not be started.
+    #[error("cannot start the runner's thread")]
+    Thread(#[source] std::io::Error),
+    /// The runner's own code panicked; commands that panic never cause this.
+    #[error("the runner panicked: {0}")]
+    Panicked(String),
 }
 
 /// The reason a runner returned.
@@ -222,8 +231,56 @@ impl Runner {
             store,
             options: Arc::new(options),
             identity: Arc::from(identity),
+            commands: tokio::runtime::Handle::current(),
         };
-        state.run(shutdown).await
+
+        // The runner's own loop, timers and bookkeeping run on a thread of
+        // their own, so that commands that block the host's worker threads
+        // cannot delay claims, max durations or shutdown.
+        let (result_sender, result_receiver) = tokio::sync::oneshot::channel();
+        let (cancel_sender, cancel_receiver) = tokio::sync::oneshot::channel::<()>();
+        let dispatch = tracing::dispatcher::get_default(Clone::clone);
+        let thread_name = format!("quicksilver-{}", state.options.queue);
+        let thread = std::thread::Builder::new()
+            .name(thread_name)
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(error) => {
+                        let _ = result_sender.send(Err(RunnerError::Thread(error)));
+                        return;
+                    }
+                };
+                let result = tracing::dispatcher::with_default(&dispatch, || {
+                    runtime.block_on(async {
+                        tokio::select! {
+                            result = state.run(shutdown) => Some(result),
+                            // The caller dropped `run`: stop as abruptly as
+                            // an aborted task would.
+                            _ = cancel_receiver => None,
+                        }
+                    })
+                });
+                if let Some(result) = result {
+                    let _ = result_sender.send(result);
+                }
+            })
+            .map_err(RunnerError::Thread)?;
+
+        let _cancel_on_drop = cancel_sender;
+        match result_receiver.await {
+            Ok(result) => result,
+            Err(_) => {
+                let message = match thread.join() {
+                    Err(payload) => panic_text(payload),
+                    Ok(()) => "the runner thread ended without a result".to_owned(),
+                };
+                Err(RunnerError::Panicked(message))
+            }
+        }
     }
 }
 
@@ -351,6 +408,21 @@ impl RunnerBuilder {
                 reason: "use at least 10 ms; the runner wakes at each due time anyway",
             });
         }
+        let durations = [
+            ("sleep_duration", Some(options.sleep_duration)),
+            ("grace_period", Some(options.grace_period)),
+            ("restart_after", options.restart_after),
+            ("default_max_duration", options.default_max_duration),
+        ];
+        for (option, duration) in durations {
+            if duration.is_some_and(|duration| duration > MAX_OPTION_DURATION) {
+                return Err(RunnerError::InvalidOption {
+                    option,
+                    value: format!("{duration:?}"),
+                    reason: "use at most ten years",
+                });
+            }
+        }
         if options.default_max_duration == Some(Duration::ZERO) {
             return Err(RunnerError::InvalidOption {
                 option: "default_max_duration",
@@ -377,14 +449,75 @@ impl RunnerBuilder {
     }
 }
 
-/// Returns `host:pid:random`, unique among runners that share a database.
-pub(crate) fn runner_identity() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+/// The identities of the runners running in this process.
+fn live_runners() -> &'static std::sync::Mutex<std::collections::HashSet<String>> {
+    static LIVE: std::sync::OnceLock<std::sync::Mutex<std::collections::HashSet<String>>> =
+        std::sync::OnceLock::new();
+    LIVE.get_or_init(Default::default)
+}
+
+/// Keeps a runner's identity in [`live_runners`] while it runs.
+struct LiveRunner(String);
+
+impl LiveRunner {
+    fn new(identity: &str) -> Self {
+        live_runners()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(identity.to_owned());
+        LiveRunner(identity.to_owned())
+    }
+}
+
+impl Drop for LiveRunner {
+    fn drop(&mut self) {
+        live_runners()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.0);
+    }
+}
+
+/// Returns whether the runner with `identity` still runs on this machine.
+///
+/// A runner of this process is alive while it is registered. One of
+/// another process is alive while a process with its pid runs this same
+/// program, read from `/proc`; a runner of another host, or on a system
+/// without `/proc`, counts as gone.
+fn runner_is_alive(identity: &str) -> bool {
+    let mut parts = identity.rsplitn(3, ':');
+    let (_random, pid, host) = (parts.next(), parts.next(), parts.next());
+    let (Some(pid), Some(host)) = (pid.and_then(|pid| pid.parse::<u32>().ok()), host) else {
+        return false;
+    };
+    if host != host_name() {
+        return false;
+    }
+    if pid == std::process::id() {
+        return live_runners()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(identity);
+    }
+    // A pid reused by an unrelated program after a reboot must not pass,
+    // so the program must be this one.
+    let theirs = std::fs::read_link(format!("/proc/{pid}/exe"));
+    let ours = std::fs::read_link("/proc/self/exe");
+    matches!((theirs, ours), (Ok(theirs), Ok(ours)) if theirs == ours)
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .or_else(|| std::env::var("HOSTNAME").ok())
         .map(|name| name.trim().to_owned())
         .filter(|name| !name.is_empty())
-        .unwrap_or_else(|| "localhost".to_owned());
+        .unwrap_or_else(|| "localhost".to_owned())
+}
+
+/// Returns `host:pid:random`, unique among runners that share a database.
+pub(crate) fn runner_identity() -> String {
+    let host = host_name();
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
     hasher.write_u128(
         std::time::SystemTime::now()
@@ -403,6 +536,7 @@ struct RunState {
     store: Store,
     options: Arc<Options>,
     identity: Arc<str>,
+    commands: tokio::runtime::Handle,
 }
 
 impl RunState {
@@ -434,6 +568,7 @@ impl RunState {
                 return Ok(StopReason::QueueTaken { holder });
             }
         };
+        let _live = LiveRunner::new(&self.identity);
         tracing::info!(parent: &span, database = %self.store.url(), "runner started");
         if !output::capture_installed() {
             tracing::warn!(parent: &span,
@@ -456,14 +591,19 @@ impl RunState {
             self.identity,
             now.to_rfc3339()
         );
-        let killed = retry(span, "mark orphaned executions", || {
+        let (killed, spared) = retry(span, "mark orphaned executions", || {
             self.store
-                .kill_ongoing(&self.options.queue, reason.clone(), now)
+                .kill_ongoing(&self.options.queue, reason.clone(), now, runner_is_alive)
         })
         .await?;
         for execution_id in killed {
             tracing::warn!(parent: span, execution.id = execution_id,
                 "marked execution killed: it was left ongoing by a runner that stopped");
+        }
+        for (execution_id, runner) in spared {
+            tracing::warn!(parent: span, execution.id = execution_id, runner.id = %runner,
+                "execution is ongoing under a runner that still runs on this machine, with \
+                 another lock folder; give every runner the same QUICKSILVER_LOCK_DIR");
         }
         Ok(())
     }
@@ -477,7 +617,7 @@ impl RunState {
         let mut stop = Box::pin(stop_signal(options.handle_signals, shutdown));
         let restart_at = options
             .restart_after
-            .map(|after| tokio::time::Instant::now() + after);
+            .and_then(|after| tokio::time::Instant::now().checked_add(after));
         let (kill_sender, kill_receiver) = watch::channel(None::<String>);
         let mut running = Lanes::new(self.store.clone());
 
@@ -688,6 +828,7 @@ struct Execution {
     store: Store,
     options: Arc<Options>,
     identity: Arc<str>,
+    commands: tokio::runtime::Handle,
     claim: Claim,
     kill: watch::Receiver<Option<String>>,
 }
@@ -698,6 +839,7 @@ impl Execution {
             store: state.store.clone(),
             options: state.options.clone(),
             identity: state.identity.clone(),
+            commands: state.commands.clone(),
             claim,
             kill,
         }
@@ -726,6 +868,7 @@ impl Execution {
             lock_dir: self.options.lock_dir.clone(),
             holder: format!("pid {} runner {}", std::process::id(), self.identity),
             echo: false,
+            commands: self.commands.clone(),
         };
         let finished = run_command(request, self.kill)
             .instrument(span.clone())
@@ -768,6 +911,8 @@ pub(crate) struct RunRequest {
     pub(crate) lock_dir: PathBuf,
     pub(crate) holder: String,
     pub(crate) echo: bool,
+    /// The runtime that runs the command itself: the host's.
+    pub(crate) commands: tokio::runtime::Handle,
 }
 
 /// Runs a command: resolves it, parses its arguments, takes its lock if it
@@ -878,12 +1023,14 @@ pub(crate) async fn run_command(
     );
     finish.started = Some(request.clock.now());
     let started = Instant::now();
-    let mut handle = tokio::spawn(future.instrument(span));
+    let mut handle = request.commands.spawn(future.instrument(span));
     // Ends the command when this future is dropped, as when the runner's
     // task is aborted, so that it never runs on unsupervised and unrecorded.
     let _abort_command = AbortOnDrop(handle.abort_handle());
     let max_duration = request.max_duration;
-    let timeout = sleep_until_option(max_duration.map(|limit| tokio::time::Instant::now() + limit));
+    let timeout = sleep_until_option(
+        max_duration.and_then(|limit| tokio::time::Instant::now().checked_add(limit)),
+    );
 
     let (status, ending) = tokio::select! {
         joined = &mut handle => match joined {
@@ -963,7 +1110,7 @@ pub(crate) async fn record(store: &Store, finish: Finish, span: &tracing::Span) 
                 tracing::warn!(parent: span, status = %level_status, runtime_seconds = runtime, "execution killed")
             }
             _ => {
-                tracing::error!(parent: span, status = %level_status, runtime_seconds = runtime, output = %last_line(&finish.output), "execution failed")
+                tracing::error!(parent: span, status = %level_status, runtime_seconds = runtime, output = %summary_line(&finish.output), "execution failed")
             }
         },
         Err(error) => {
@@ -980,10 +1127,6 @@ fn panic_text(payload: Box<dyn std::any::Any + Send>) -> String {
         .map(|text| (*text).to_owned())
         .or_else(|| payload.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "a non-text panic payload".to_owned())
-}
-
-fn last_line(text: &str) -> &str {
-    text.lines().last().unwrap_or("")
 }
 
 /// Calls `operation` until it succeeds or fails with an error that is not

@@ -224,21 +224,35 @@ impl Store {
         let path = sqlite_path(url)?;
         let display_url = path.display().to_string();
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            if !parent.is_dir() {
+            let problem = match std::fs::metadata(parent) {
+                Ok(metadata) if metadata.is_dir() => None,
+                Ok(_) => Some("is not a folder".to_owned()),
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                    Some("does not exist; create it or choose another path".to_owned())
+                }
+                Err(error) => Some(format!("cannot be read ({error})")),
+            };
+            if let Some(problem) = problem {
                 return Err(StoreError::Open {
                     url: display_url,
-                    reason: format!(
-                        "the folder `{}` does not exist; create it or choose another path",
-                        parent.display()
-                    ),
+                    reason: format!("the folder `{}` {problem}", parent.display()),
                 });
             }
         }
+
+        // A first connection and a read of the header fail at once on a file
+        // that is not a database or cannot be opened, where the pool would
+        // retry until its timeout.
+        check_sqlite_file(&path).map_err(|reason| StoreError::Open {
+            url: display_url.clone(),
+            reason,
+        })?;
 
         let statements = Arc::new(AtomicU64::new(0));
         let manager = ConnectionManager::<SqliteConnection>::new(path.to_string_lossy());
         let pool = Pool::builder()
             .max_size(4)
+            .min_idle(Some(1))
             .connection_timeout(Duration::from_secs(30))
             .connection_customizer(Box::new(SqlitePragmas {
                 statements: statements.clone(),
@@ -767,24 +781,34 @@ impl Store {
         Ok(())
     }
 
-    /// Marks every `ongoing` execution of `queue` as `killed`, appending
-    /// `reason` to its output, and returns their ids.
+    /// Marks the `ongoing` executions of `queue` as `killed`, appending
+    /// `reason` to their output, except those whose runner `is_alive`
+    /// accepts. Returns the killed ids and the spared ones with their runner.
     pub(crate) async fn kill_ongoing(
         &self,
         queue: &str,
         reason: String,
         now: DateTime<Utc>,
-    ) -> Result<Vec<i64>> {
+        is_alive: impl Fn(&str) -> bool + Send + 'static,
+    ) -> Result<(Vec<i64>, Vec<(i64, String)>)> {
         let queue = queue.to_owned();
         self.run(move |connection| {
             connection.immediate_transaction(|connection| {
-                let orphans = executions::table
+                let ongoing = executions::table
                     .filter(executions::queue.eq(&queue))
                     .filter(executions::status.eq(Status::Ongoing.as_str()))
-                    .select(executions::id)
-                    .load::<i64>(connection)?;
+                    .select((executions::id, executions::runner))
+                    .load::<(i64, Option<String>)>(connection)?;
+                let mut orphans = Vec::new();
+                let mut spared = Vec::new();
+                for (id, runner) in ongoing {
+                    match runner {
+                        Some(runner) if is_alive(&runner) => spared.push((id, runner)),
+                        _ => orphans.push(id),
+                    }
+                }
                 mark_killed(connection, &orphans, &reason, now)?;
-                Ok(orphans)
+                Ok((orphans, spared))
             })
         })
         .await
@@ -870,6 +894,32 @@ pub fn database_url_from_env() -> String {
         .unwrap_or_else(|| DEFAULT_DATABASE.to_owned())
 }
 
+/// Opens `path` once and reads its schema version, and returns the reason,
+/// with a fix, when that fails.
+fn check_sqlite_file(path: &Path) -> Result<(), String> {
+    if path.is_dir() {
+        return Err("the path is a folder; give the path of a database file".to_owned());
+    }
+    let mut connection = SqliteConnection::establish(&path.to_string_lossy())
+        .map_err(|error| format!("{error}; check that the folder is writable"))?;
+    connection
+        .batch_execute(&format!(
+            "PRAGMA busy_timeout = {}; PRAGMA schema_version;",
+            BUSY_TIMEOUT.as_millis()
+        ))
+        .map_err(|error| {
+            let text = error.to_string();
+            if text.contains("not a database") {
+                format!(
+                    "{text}: the file exists but is not a SQLite database; point \
+                     {DATABASE_URL_VAR} at another file"
+                )
+            } else {
+                format!("{text}; check that the file and its folder are readable and writable")
+            }
+        })
+}
+
 fn sqlite_path(url: &str) -> Result<PathBuf> {
     let trimmed = url.trim();
     let scheme = trimmed.split_once("://").map(|(scheme, _)| scheme);
@@ -937,6 +987,13 @@ fn validate_fields(
     if queue.is_some_and(|queue| queue.trim().is_empty()) {
         return Err(StoreError::InvalidTask {
             reason: "the queue name is empty; use `default` or another name".to_owned(),
+        });
+    }
+    if max_duration.is_some_and(|duration| duration.as_secs() > 315_360_000) {
+        return Err(StoreError::InvalidTask {
+            reason: "a max duration above ten years (315360000 seconds) is not supported; \
+                     remove it to let runs go on without a limit"
+                .to_owned(),
         });
     }
     if max_duration.is_some_and(|duration| duration.as_secs() == 0) {
