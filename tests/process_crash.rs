@@ -150,3 +150,61 @@ fn runner_killed_while_idle_resumes_schedule() {
         describe(&runs)
     );
 }
+
+/// Two runners of one queue whose lock folders differ both start. The
+/// second must not take the first one's live run for an orphan: killing
+/// its record would let the task start again while the run goes on.
+#[test]
+fn live_run_of_other_runner_is_spared() {
+    let sandbox = Sandbox::new(env!("CARGO_BIN_EXE_quicksilver-test-host"));
+    let task = sandbox.add_task(&["sleep_for", "--every", "1", "--", "--seconds", "3"]);
+    let other_locks = sandbox.folder().join("other-locks");
+    std::fs::create_dir(&other_locks).expect("create a second lock folder");
+    let other_locks = other_locks.to_str().expect("UTF-8 path");
+
+    let mut first = sandbox.spawn(&["run-queue", "--sleep-duration", "0.5"]);
+    let runs =
+        sandbox.wait_for_executions(task, Duration::from_secs(10), "an ongoing run", |runs| {
+            runs.iter().any(|run| run.status == Status::Ongoing)
+        });
+    let live = runs
+        .iter()
+        .find(|run| run.status == Status::Ongoing)
+        .map(|run| run.id)
+        .expect("the wait returned an ongoing run");
+
+    let mut second = sandbox.spawn_with_env(
+        &["run-queue", "--sleep-duration", "0.5"],
+        &[("QUICKSILVER_LOCK_DIR", other_locks)],
+    );
+    second.wait_for_stderr("runner started", Duration::from_secs(10));
+    std::thread::sleep(Duration::from_secs(4));
+    first.signal("TERM");
+    second.signal("TERM");
+    first.wait(Duration::from_secs(30));
+    second.wait(Duration::from_secs(30));
+
+    let runs = sandbox.executions_of_task(task);
+    let listing = describe(&runs);
+    let spared = runs
+        .iter()
+        .find(|run| run.id == live)
+        .expect("the live run is still recorded");
+    assert_eq!(
+        spared.status,
+        Status::Success,
+        "the first runner's run ends as it ran, not killed by the second runner:\n{listing}"
+    );
+    let mut spans: Vec<_> = runs
+        .iter()
+        .filter(|run| run.status == Status::Success)
+        .map(|run| (run.started, run.ended))
+        .collect();
+    spans.sort();
+    for pair in spans.windows(2) {
+        assert!(
+            pair[0].1 <= pair[1].0,
+            "two runs of the task overlap: {pair:?}\n{listing}"
+        );
+    }
+}
