@@ -253,6 +253,9 @@ impl Store {
         let pool = Pool::builder()
             .max_size(4)
             .min_idle(Some(1))
+            // A SQLite connection is a local file handle that cannot go
+            // stale, so the `SELECT 1` check on each checkout is skipped.
+            .test_on_check_out(false)
             .connection_timeout(Duration::from_secs(30))
             .connection_customizer(Box::new(SqlitePragmas {
                 statements: statements.clone(),
