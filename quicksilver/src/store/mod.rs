@@ -1131,9 +1131,14 @@ fn due_tasks(queue: &str) -> tasks::BoxedQuery<'_, diesel::sqlite::Sqlite> {
 }
 
 fn next_due_at(connection: &mut SqliteConnection, queue: &str) -> Result<Option<DateTime<Utc>>> {
+    // Ordered with a limit rather than MIN, so that SQLite walks the index
+    // in next-run order and stops at the first task without an ongoing
+    // run, instead of reading every task of the queue.
     let next = due_tasks(queue)
-        .select(diesel::dsl::min(tasks::next_run))
-        .first::<Option<chrono::NaiveDateTime>>(connection)?;
+        .order(tasks::next_run)
+        .select(tasks::next_run)
+        .first::<chrono::NaiveDateTime>(connection)
+        .optional()?;
     Ok(next.map(from_db))
 }
 
