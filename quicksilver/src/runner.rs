@@ -32,7 +32,7 @@ pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(20);
 /// the runner move the queue's schedule with it.
 const CLOCK_JUMP_TOLERANCE: TimeDelta = TimeDelta::seconds(2);
 
-/// The longest duration a runner option accepts: ten years.
+/// The maximum duration a runner option accepts: ten years.
 const MAX_OPTION_DURATION: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 
 /// The maximum wait between retries of a failed database call.
@@ -449,7 +449,7 @@ impl RunnerBuilder {
     }
 }
 
-/// The identities of the runners running in this process.
+/// Returns the identities of the runners running in this process.
 fn live_runners() -> &'static std::sync::Mutex<std::collections::HashSet<String>> {
     static LIVE: std::sync::OnceLock<std::sync::Mutex<std::collections::HashSet<String>>> =
         std::sync::OnceLock::new();
@@ -480,9 +480,9 @@ impl Drop for LiveRunner {
 
 /// Returns whether the runner with `identity` still runs on this machine.
 ///
-/// A runner of this process is alive while it is registered. One of
+/// A runner of this process is alive while it is registered. A runner of
 /// another process is alive while a process with its pid runs this same
-/// program, read from `/proc`; a runner of another host, or on a system
+/// program, as `/proc` shows. A runner of another host, or on a system
 /// without `/proc`, counts as gone.
 fn runner_is_alive(identity: &str) -> bool {
     let mut parts = identity.rsplitn(3, ':');
@@ -718,12 +718,12 @@ impl RunState {
         }
 
         if !running.is_empty() {
-            let why = match &reason {
+            let cause = match &reason {
                 StopReason::Signal(signal) => format!("the runner received {signal}"),
                 _ => "the runner stopped".to_owned(),
             };
             let message = format!(
-                "killed: {why} and the run did not finish within the grace period of {}",
+                "killed: {cause} and the run did not finish within the grace period of {}",
                 humanize(grace)
             );
             tracing::warn!(
@@ -1134,7 +1134,7 @@ fn panic_text(payload: Box<dyn std::any::Any + Send>) -> String {
 /// failure and then every power of two.
 async fn retry<T, F, Fut>(
     span: &tracing::Span,
-    what: &str,
+    operation_name: &str,
     mut operation: F,
 ) -> Result<T, StoreError>
 where
@@ -1146,14 +1146,14 @@ where
         match operation().await {
             Ok(value) => {
                 if failures > 0 {
-                    tracing::info!(parent: span, failures, "{what}: database reachable again");
+                    tracing::info!(parent: span, failures, "{operation_name}: database reachable again");
                 }
                 return Ok(value);
             }
             Err(error) if error.is_transient() => {
                 failures += 1;
                 if failures == 1 || failures.is_power_of_two() {
-                    tracing::error!(parent: span, error = %CauseChain(&error), failures, "{what} failed; retrying");
+                    tracing::error!(parent: span, error = %CauseChain(&error), failures, "{operation_name} failed; retrying");
                 }
                 tokio::time::sleep(backoff(failures)).await;
             }
