@@ -19,8 +19,8 @@
 //! - `precision`: 10 tasks every 1 s for 60 s on one lane.
 //! - `load`: 500 tasks every 1 s for 60 s on one lane.
 //! - `burst`: 10,000 tasks all due at one instant, run once with one lane
-//!   and once with `--concurrency` lanes (64 unless set); `--seconds` bounds
-//!   each pass (120 s).
+//!   and once with `--concurrency` lanes (64 unless set). `--seconds` bounds
+//!   each pass (120 s by default).
 //! - `idle`: 1 task every 3600 s, watched for 60 s.
 //! - `scale`: 100,000 tasks of which 10 fall due every `--interval` (1 s),
 //!   for 60 s; the first 10 are already due when the runner starts.
@@ -78,8 +78,8 @@ const IDLE_WARM_UP: Duration = Duration::from_secs(1);
 /// The lanes of the second `burst` pass unless `--concurrency` is given.
 const BURST_CONCURRENCY: usize = 64;
 
-/// Rows per INSERT statement when populating tasks; 8 columns a row keeps
-/// a statement well under SQLite's limit of 32,766 bound values.
+/// Rows per INSERT statement when populating tasks. At 8 columns a row, a
+/// statement stays well under SQLite's limit of 32,766 bound values.
 const INSERT_BATCH: usize = 1_000;
 
 /// Clock ticks per second in /proc/PID/stat: `USER_HZ`, which Linux fixes
@@ -143,8 +143,9 @@ struct Args {
     #[arg(value_enum)]
     workload: Workload,
 
-    /// The SQLite database to use; each run gets a queue of its own there
-    /// and deletes its rows afterwards. A fresh file per run by default.
+    /// The SQLite database to use, where each run gets a queue of its own
+    /// and deletes its rows afterwards. By default each run uses a fresh
+    /// file in a temporary folder.
     #[arg(long, value_name = "URL")]
     database: Option<String>,
 
@@ -152,12 +153,12 @@ struct Args {
     #[arg(long, value_name = "N")]
     tasks: Option<u64>,
 
-    /// Seconds between two runs of a task; in `scale`, between two due
+    /// Seconds between two runs of a task, or in `scale` between two due
     /// batches of 10 tasks (single workloads only).
     #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
     interval: Option<u64>,
 
-    /// How long each run lasts, in seconds; for `burst`, the bound on each
+    /// How long each run lasts, in seconds, or for `burst` the bound on each
     /// pass. Shorten it for smoke tests.
     #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
     seconds: Option<u64>,
@@ -378,8 +379,8 @@ impl Bench {
             let shown = ratio.map_or_else(|| "no ratio".to_owned(), |r| format!("{r:.3}"));
             println!(
                 "    {key:<20} {:>10} / {:<10} = {shown}",
-                show(ours),
-                show(theirs)
+                format_figure(ours),
+                format_figure(theirs)
             );
             ratios.insert(
                 key.to_owned(),
@@ -743,8 +744,8 @@ impl PeriodicSpec {
 
 /// The due times of a periodic workload.
 ///
-/// Task `i` belongs to batch `i / per_tick`; batch `b` is first due at tick
-/// `b`, and every task repeats once all batches have come due, so that
+/// Task `i` belongs to batch `i / per_tick`, and batch `b` is first due at
+/// tick `b`. Every task repeats once all batches have come due, so that
 /// `per_tick` tasks fall due at each tick.
 #[derive(Debug, Clone)]
 struct PeriodicPlan {
@@ -859,7 +860,7 @@ enum Window {
     Fixed { warm_up: Duration, length: Duration },
 }
 
-/// What one runner did in a measurement window.
+/// The figures of one runner over a measurement window.
 struct Measurement {
     /// When the runner's store was opened: the start of the runner.
     opened_at: DateTime<Utc>,
@@ -1044,13 +1045,13 @@ async fn populate(
 /// The due-task and next-due statements of the store, as diesel 2.4
 /// generates them for SQLite, with `?` for the bound queue, time and limit.
 ///
-/// NOTE: copied from the SQL the release build sends (seen with a debugger
-/// breakpoint on `sqlite3_prepare_v3`); they must change with the store's
-/// queries for their plans to stay meaningful.
+/// NOTE: these are copies of the SQL that a release build sends, read with
+/// a debugger breakpoint on `sqlite3_prepare_v3`. When the store's queries
+/// change, these texts must change too, or the plans describe old queries.
 const DUE_QUERIES: [(&str, &str); 2] = [
     (
         "next due",
-        "SELECT min(`quicksilver_tasks`.`next_run`) FROM `quicksilver_tasks` WHERE \
+        "SELECT `quicksilver_tasks`.`next_run` FROM `quicksilver_tasks` WHERE \
          (((`quicksilver_tasks`.`queue` = ?) AND (`quicksilver_tasks`.`paused` = ?)) AND  \
          NOT (EXISTS (SELECT `quicksilver_executions`.`id`, \
          `quicksilver_executions`.`task_id`, `quicksilver_executions`.`command`, \
@@ -1060,7 +1061,8 @@ const DUE_QUERIES: [(&str, &str); 2] = [
          `quicksilver_executions`.`runtime_seconds`, `quicksilver_executions`.`output`, \
          `quicksilver_executions`.`runner` FROM `quicksilver_executions` WHERE \
          ((`quicksilver_executions`.`task_id` = `quicksilver_tasks`.`id`) AND \
-         (`quicksilver_executions`.`status` = ?))))) LIMIT ?",
+         (`quicksilver_executions`.`status` = ?))))) ORDER BY \
+         `quicksilver_tasks`.`next_run` LIMIT ?",
     ),
     (
         "due tasks",
@@ -1102,8 +1104,9 @@ async fn explain_due_queries(bed: &Bed) -> Result<Vec<String>, BoxError> {
     tokio::task::spawn_blocking(move || -> Result<Vec<String>, BoxError> {
         let mut lines = Vec::new();
         for (name, sql) in DUE_QUERIES {
-            // Bound values change no plan; these are the queue, `paused`,
-            // the ongoing status, then the limit or the due time and limit.
+            // The values bound are those the store binds: the run's queue,
+            // `paused` false, the ongoing status, then the limit, or the due
+            // time and the limit.
             let query = diesel::sql_query(format!("EXPLAIN QUERY PLAN {sql}"))
                 .bind::<Text, _>(&queue)
                 .bind::<Bool, _>(false)
@@ -1305,8 +1308,8 @@ struct Timing {
     drift_ms: f64,
     /// Ticks skipped because a run started more than an interval late.
     missed_ticks: u64,
-    /// Due times off the task's fixed-rate grid; 0 unless the schedule
-    /// drifted.
+    /// Due times off the task's fixed-rate grid, which stays 0 unless the
+    /// schedule drifted.
     off_grid: u64,
 }
 
@@ -1566,8 +1569,8 @@ fn thread_accounting() -> Result<(f64, u64), BoxError> {
 /// included.
 fn process_cpu_seconds() -> Result<(f64, f64), BoxError> {
     let stat = fs::read_to_string("/proc/self/stat")?;
-    // Fields after the command name, which is in brackets and may contain
-    // spaces; utime and stime are fields 14 and 15 of the line.
+    // The fields after the command name, which is in brackets and may
+    // contain spaces. utime and stime are fields 14 and 15 of the line.
     let rest = stat
         .rsplit_once(')')
         .map(|(_, rest)| rest)
@@ -1626,8 +1629,8 @@ impl Figures {
 }
 
 /// The runner's log: a formatter that writes to a file at info level while
-/// a run asks for it, and is off otherwise. Warnings and errors always go
-/// to stderr.
+/// it is on, and drops everything while it is off. Warnings and errors
+/// always go to stderr.
 struct RunnerLog {
     sink: Arc<LogSink>,
     set_level: Box<dyn Fn(LevelFilter) -> Result<(), BoxError> + Send + Sync>,
@@ -1754,6 +1757,6 @@ fn round(value: f64, decimals: i32) -> f64 {
     (value * scale).round() / scale
 }
 
-fn show(value: Option<f64>) -> String {
+fn format_figure(value: Option<f64>) -> String {
     value.map_or_else(|| "-".to_owned(), |value| format!("{value}"))
 }
