@@ -1042,89 +1042,11 @@ async fn populate(
     Ok(started.elapsed().as_secs_f64())
 }
 
-/// The due-task and next-due statements of the store, as diesel 2.4
-/// generates them for SQLite, with `?` for the bound queue, time and limit.
-///
-/// NOTE: these are copies of the SQL that a release build sends, read with
-/// a debugger breakpoint on `sqlite3_prepare_v3`. When the store's queries
-/// change, these texts must change too, or the plans describe old queries.
-const DUE_QUERIES: [(&str, &str); 2] = [
-    (
-        "next due",
-        "SELECT `quicksilver_tasks`.`next_run` FROM `quicksilver_tasks` WHERE \
-         (((`quicksilver_tasks`.`queue` = ?) AND (`quicksilver_tasks`.`paused` = ?)) AND  \
-         NOT (EXISTS (SELECT `quicksilver_executions`.`id`, \
-         `quicksilver_executions`.`task_id`, `quicksilver_executions`.`command`, \
-         `quicksilver_executions`.`arguments`, `quicksilver_executions`.`queue`, \
-         `quicksilver_executions`.`status`, `quicksilver_executions`.`due_at`, \
-         `quicksilver_executions`.`started`, `quicksilver_executions`.`ended`, \
-         `quicksilver_executions`.`runtime_seconds`, `quicksilver_executions`.`output`, \
-         `quicksilver_executions`.`runner` FROM `quicksilver_executions` WHERE \
-         ((`quicksilver_executions`.`task_id` = `quicksilver_tasks`.`id`) AND \
-         (`quicksilver_executions`.`status` = ?))))) ORDER BY \
-         `quicksilver_tasks`.`next_run` LIMIT ?",
-    ),
-    (
-        "due tasks",
-        "SELECT `quicksilver_tasks`.`id`, `quicksilver_tasks`.`command`, \
-         `quicksilver_tasks`.`arguments`, `quicksilver_tasks`.`queue`, \
-         `quicksilver_tasks`.`repeat_interval`, `quicksilver_tasks`.`cron`, \
-         `quicksilver_tasks`.`time_zone`, `quicksilver_tasks`.`max_duration`, \
-         `quicksilver_tasks`.`next_run`, `quicksilver_tasks`.`alerts_postponed_until`, \
-         `quicksilver_tasks`.`paused`, `quicksilver_tasks`.`declaration`, \
-         `quicksilver_tasks`.`created_at`, `quicksilver_tasks`.`updated_at` FROM \
-         `quicksilver_tasks` WHERE ((((`quicksilver_tasks`.`queue` = ?) AND \
-         (`quicksilver_tasks`.`paused` = ?)) AND  NOT (EXISTS (SELECT \
-         `quicksilver_executions`.`id`, `quicksilver_executions`.`task_id`, \
-         `quicksilver_executions`.`command`, `quicksilver_executions`.`arguments`, \
-         `quicksilver_executions`.`queue`, `quicksilver_executions`.`status`, \
-         `quicksilver_executions`.`due_at`, `quicksilver_executions`.`started`, \
-         `quicksilver_executions`.`ended`, `quicksilver_executions`.`runtime_seconds`, \
-         `quicksilver_executions`.`output`, `quicksilver_executions`.`runner` FROM \
-         `quicksilver_executions` WHERE ((`quicksilver_executions`.`task_id` = \
-         `quicksilver_tasks`.`id`) AND (`quicksilver_executions`.`status` = ?))))) AND \
-         (`quicksilver_tasks`.`next_run` <= ?)) ORDER BY `quicksilver_tasks`.`next_run`, \
-         `quicksilver_tasks`.`id` LIMIT ?",
-    ),
-];
-
-/// Returns the `EXPLAIN QUERY PLAN` lines of [`DUE_QUERIES`] on the run's
-/// database.
+/// Returns the store's query plans of the runner's due lookups on the
+/// run's database.
 async fn explain_due_queries(bed: &Bed) -> Result<Vec<String>, BoxError> {
-    #[derive(QueryableByName)]
-    struct PlanRow {
-        #[diesel(sql_type = diesel::sql_types::Text)]
-        detail: String,
-    }
-
-    use diesel::sql_types::{BigInt, Bool, Text, Timestamp};
-
-    let mut connection = bed.connect()?;
-    let queue = bed.queue.clone();
-    tokio::task::spawn_blocking(move || -> Result<Vec<String>, BoxError> {
-        let mut lines = Vec::new();
-        for (name, sql) in DUE_QUERIES {
-            // The values bound are those the store binds: the run's queue,
-            // `paused` false, the ongoing status, then the limit, or the due
-            // time and the limit.
-            let query = diesel::sql_query(format!("EXPLAIN QUERY PLAN {sql}"))
-                .bind::<Text, _>(&queue)
-                .bind::<Bool, _>(false)
-                .bind::<Text, _>("ongoing");
-            let rows: Vec<PlanRow> = if sql.contains("<= ?") {
-                query
-                    .bind::<Timestamp, _>(Utc::now().naive_utc())
-                    .bind::<BigInt, _>(1)
-                    .load(&mut connection)?
-            } else {
-                query.bind::<BigInt, _>(1).load(&mut connection)?
-            };
-            lines.push(format!("plan of the {name} query:"));
-            lines.extend(rows.into_iter().map(|row| format!("  {}", row.detail)));
-        }
-        Ok(lines)
-    })
-    .await?
+    let store = Store::open(&bed.url).await?;
+    Ok(store.explain_due_queries(&bed.queue).await?)
 }
 
 /// A started runner and the sender that stops it.

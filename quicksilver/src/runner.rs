@@ -22,6 +22,10 @@ use crate::output::{self, OutputBuffer, EXECUTION_SPAN, OUTPUT_LIMIT};
 use crate::store::{Claim, Finish, Store, StoreError};
 use crate::task::DEFAULT_QUEUE;
 
+/// How long before a due time the runner's timer fires, to finish the
+/// wait with a precise thread sleep (see [`finish_sleep`]).
+const TIMER_SLACK: Duration = Duration::from_millis(3);
+
 /// The default bound on how long the runner sleeps between checks.
 pub const DEFAULT_SLEEP_DURATION: Duration = Duration::from_secs(5);
 
@@ -674,7 +678,9 @@ impl RunState {
             }
 
             tokio::select! {
-                () = clock.sleep_until(deadline) => {}
+                () = clock.sleep_until(deadline - to_delta(TIMER_SLACK)) => {
+                    finish_sleep(&*clock, deadline);
+                }
                 Ok(()) = changes.changed() => {}
                 Some(()) = running.join_next(), if !running.is_empty() => {}
                 reason = &mut stop => break reason,
@@ -1245,6 +1251,19 @@ async fn os_signal(enabled: bool) -> &'static str {
         return std::future::pending().await;
     }
     "SIGINT"
+}
+
+/// Sleeps the thread through the last moments before `deadline`.
+///
+/// tokio's timer counts whole milliseconds and rounds deadlines up, so it
+/// wakes 1 to 2.5 ms late (measured here). The runner's timer is therefore
+/// set [`TIMER_SLACK`] early, and this thread sleep, which wakes within a
+/// fraction of a millisecond, covers the rest. It blocks the runner's own
+/// thread, which runs no commands, for at most [`TIMER_SLACK`].
+fn finish_sleep(clock: &dyn Clock, deadline: DateTime<Utc>) {
+    if let Ok(rest) = (deadline - clock.now()).to_std() {
+        std::thread::sleep(rest.min(TIMER_SLACK));
+    }
 }
 
 fn to_delta(duration: Duration) -> TimeDelta {

@@ -7,14 +7,20 @@
 mod rows;
 mod schema;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
+use diesel::connection::DefaultLoadingMode;
 use diesel::connection::{Connection as _, InstrumentationEvent, SimpleConnection};
+use diesel::expression::{AppearsOnTable, Expression, ValidGrouping};
 use diesel::prelude::*;
+use diesel::query_builder::QueryFragment;
+use diesel::query_builder::QueryId;
+use diesel::query_dsl::LoadQuery;
 use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
 use diesel::sqlite::SqliteConnection;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
@@ -37,6 +43,10 @@ pub const DEFAULT_DATABASE: &str = "quicksilver.sqlite3";
 
 /// How long a statement waits for another connection's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Write transactions between two checkpoints of the WAL. An execution
+/// writes about 8 pages in 2 transactions, so the log stays near 2 MB.
+const CHECKPOINT_EVERY: u64 = 128;
 
 /// The errors of the store.
 #[derive(Debug, thiserror::Error)]
@@ -156,6 +166,11 @@ struct StoreInner {
     changes: watch::Sender<u64>,
     /// The SQL statements sent through the pool's connections.
     statements: Arc<AtomicU64>,
+    /// This process's turn to write to the database file, shared by every
+    /// store opened on it.
+    writer: Arc<Mutex<()>>,
+    /// Write transactions since the store opened.
+    writes: AtomicU64,
 }
 
 impl std::fmt::Debug for Store {
@@ -181,8 +196,11 @@ impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for SqlitePragma
             }
         });
         // WAL mode is stored in the database file, so it is set once at open.
+        // Automatic checkpoints are off because they run inside a commit and
+        // delay the claim that made it; `Store::write` checkpoints instead.
         let pragmas = format!(
-            "PRAGMA busy_timeout = {}; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+            "PRAGMA busy_timeout = {}; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
+             PRAGMA wal_autocheckpoint = 0;",
             BUSY_TIMEOUT.as_millis()
         );
         connection
@@ -293,6 +311,7 @@ impl Store {
         drop(connection);
 
         let path = path.canonicalize().unwrap_or(path);
+        let writer = writer_turn(&path);
         Ok(Store {
             inner: Arc::new(StoreInner {
                 pool,
@@ -300,6 +319,8 @@ impl Store {
                 path,
                 changes: watch::Sender::new(0),
                 statements,
+                writer,
+                writes: AtomicU64::new(0),
             }),
         })
     }
@@ -338,6 +359,57 @@ impl Store {
         self.inner
             .changes
             .send_modify(|version| *version = version.wrapping_add(1));
+    }
+
+    /// Runs `work` in a write transaction on the blocking pool.
+    ///
+    /// The transaction begins with `BEGIN IMMEDIATE`, so it holds SQLite's
+    /// write lock from its first statement, and it waits for this process's
+    /// writer turn first: connections of one process queue on a mutex,
+    /// which wakes the next writer at once, instead of racing for the file
+    /// lock and sleeping in SQLite's busy handler. Every
+    /// [`CHECKPOINT_EVERY`] write transactions, a checkpoint of the WAL
+    /// runs on another pooled connection, outside the writer turn.
+    async fn write<T, F>(&self, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut SqliteConnection) -> Result<T> + Send + 'static,
+    {
+        let writer = self.inner.writer.clone();
+        let result = self
+            .run(move |connection| write_in_turn(&writer, connection, work))
+            .await;
+        self.count_write();
+        result
+    }
+
+    /// Counts a write transaction, and starts a checkpoint every
+    /// [`CHECKPOINT_EVERY`] of them.
+    fn count_write(&self) {
+        let writes = self.inner.writes.fetch_add(1, Ordering::Relaxed) + 1;
+        if writes % CHECKPOINT_EVERY == 0 {
+            self.checkpoint_in_background();
+        }
+    }
+
+    /// Copies the WAL back into the database file on a blocking thread,
+    /// without waiting for it. A passive checkpoint takes no lock that
+    /// writers or readers wait for; what it cannot copy yet, because a
+    /// reader still needs it, the next one copies.
+    fn checkpoint_in_background(&self) {
+        let pool = self.inner.pool.clone();
+        tokio::task::spawn_blocking(move || {
+            let outcome = pool
+                .get()
+                .map_err(StoreError::Pool)
+                .and_then(|mut connection| {
+                    Ok(connection.batch_execute("PRAGMA wal_checkpoint(PASSIVE);")?)
+                });
+            if let Err(error) = outcome {
+                tracing::warn!(error = %crate::command::CauseChain(&error),
+                    "checkpointing the SQLite write-ahead log failed; the next checkpoint retries");
+            }
+        });
     }
 
     async fn run<T, F>(&self, work: F) -> Result<T>
@@ -402,9 +474,7 @@ impl Store {
         validate_new_task(&task)?;
         let now = Utc::now();
         let created = self
-            .run(move |connection| {
-                connection.immediate_transaction(|connection| insert_task(connection, &task, now))
-            })
+            .write(move |connection| insert_task(connection, &task, now))
             .await?;
         self.notify_change();
         Ok(created)
@@ -425,11 +495,9 @@ impl Store {
         validate_changes(&changes)?;
         let now = Utc::now();
         let updated = self
-            .run(move |connection| {
-                connection.immediate_transaction(|connection| {
-                    apply_changes(connection, id, changes, now)?;
-                    load_task(connection, id)
-                })
+            .write(move |connection| {
+                apply_changes(connection, id, changes, now)?;
+                load_task(connection, id)
             })
             .await?;
         self.notify_change();
@@ -486,17 +554,15 @@ impl Store {
     /// - [`StoreError::TaskNotFound`] when there is no such task.
     /// - [`StoreError::Query`] when the database fails.
     pub async fn remove_task(&self, id: i64) -> Result<()> {
-        self.run(move |connection| {
-            connection.immediate_transaction(|connection| {
-                diesel::update(executions::table.filter(executions::task_id.eq(id)))
-                    .set(executions::task_id.eq(None::<i64>))
-                    .execute(connection)?;
-                let deleted = diesel::delete(tasks::table.find(id)).execute(connection)?;
-                if deleted == 0 {
-                    return Err(StoreError::TaskNotFound { id });
-                }
-                Ok(())
-            })
+        self.write(move |connection| {
+            diesel::update(executions::table.filter(executions::task_id.eq(id)))
+                .set(executions::task_id.eq(None::<i64>))
+                .execute(connection)?;
+            let deleted = diesel::delete(tasks::table.find(id)).execute(connection)?;
+            if deleted == 0 {
+                return Err(StoreError::TaskNotFound { id });
+            }
+            Ok(())
         })
         .await?;
         self.notify_change();
@@ -535,26 +601,24 @@ impl Store {
         }
         let now = Utc::now();
         let inserted = self
-            .run(move |connection| {
-                connection.immediate_transaction(|connection| {
-                    let mut inserted = Vec::new();
-                    for task in &declared {
-                        let exists = match &task.declaration {
-                            Some(id) => {
-                                tasks::table
-                                    .filter(tasks::declaration.eq(id))
-                                    .count()
-                                    .get_result::<i64>(connection)?
-                                    > 0
-                            }
-                            None => false,
-                        };
-                        if !exists {
-                            inserted.push(insert_task(connection, task, now)?);
+            .write(move |connection| {
+                let mut inserted = Vec::new();
+                for task in &declared {
+                    let exists = match &task.declaration {
+                        Some(id) => {
+                            tasks::table
+                                .filter(tasks::declaration.eq(id))
+                                .count()
+                                .get_result::<i64>(connection)?
+                                > 0
                         }
+                        None => false,
+                    };
+                    if !exists {
+                        inserted.push(insert_task(connection, task, now)?);
                     }
-                    Ok(inserted)
-                })
+                }
+                Ok(inserted)
             })
             .await?;
         if !inserted.is_empty() {
@@ -651,21 +715,19 @@ impl Store {
         reason: String,
         now: DateTime<Utc>,
     ) -> Result<Vec<i64>> {
-        self.run(move |connection| {
-            connection.immediate_transaction(|connection| {
-                let stuck = executions::table
-                    .filter(executions::status.eq(Status::Ongoing.as_str()))
-                    .filter(executions::started.lt(to_db(started_before)))
-                    .select(executions::id)
-                    .load::<i64>(connection)?;
-                if delete {
-                    diesel::delete(executions::table.filter(executions::id.eq_any(&stuck)))
-                        .execute(connection)?;
-                } else {
-                    mark_killed(connection, &stuck, &reason, now)?;
-                }
-                Ok(stuck)
-            })
+        self.write(move |connection| {
+            let stuck = executions::table
+                .filter(executions::status.eq(Status::Ongoing.as_str()))
+                .filter(executions::started.lt(to_db(started_before)))
+                .select(executions::id)
+                .load::<i64>(connection)?;
+            if delete {
+                diesel::delete(executions::table.filter(executions::id.eq_any(&stuck)))
+                    .execute(connection)?;
+            } else {
+                mark_killed(connection, &stuck, &reason, now)?;
+            }
+            Ok(stuck)
         })
         .await
     }
@@ -688,30 +750,77 @@ impl Store {
     ) -> Result<ClaimBatch> {
         let queue = queue.to_owned();
         let runner = runner.to_owned();
-        self.run(move |connection| {
-            // Most wake-ups find nothing due: check with a read first, so
-            // that an idle runner never takes the write lock.
-            let next_due = next_due_at(connection, &queue)?;
-            if limit == 0 || next_due.is_none_or(|due| due > now) {
-                return Ok(ClaimBatch {
-                    claims: Vec::new(),
-                    next_due,
-                });
-            }
-            connection.immediate_transaction(|connection| {
-                let due = due_tasks(&queue)
-                    .filter(tasks::next_run.le(to_db(now)))
-                    .order((tasks::next_run, tasks::id))
-                    .limit(i64::try_from(limit).unwrap_or(i64::MAX))
-                    .select(TaskRow::as_select())
-                    .load(connection)?;
-                let mut claims = Vec::with_capacity(due.len());
-                for row in due {
-                    claims.push(claim_one(connection, row, now, &runner)?);
-                }
+        let writer = self.inner.writer.clone();
+        let batch = self
+            .run(move |connection| {
+                // Most wake-ups find nothing due: check with a read first, so
+                // that an idle runner never takes the write lock.
                 let next_due = next_due_at(connection, &queue)?;
-                Ok(ClaimBatch { claims, next_due })
+                if limit == 0 || next_due.is_none_or(|due| due > now) {
+                    return Ok(ClaimBatch {
+                        claims: Vec::new(),
+                        next_due,
+                    });
+                }
+                write_in_turn(&writer, connection, |connection| {
+                    let due = due_now_query(&queue, now)
+                        .load_iter::<TaskRow, DefaultLoadingMode>(connection)?
+                        .take(limit)
+                        .collect::<QueryResult<Vec<_>>>()?;
+                    let mut claims = Vec::with_capacity(due.len());
+                    for row in due {
+                        claims.push(claim_one(connection, row, now, &runner)?);
+                    }
+                    let next_due = next_due_at(connection, &queue)?;
+                    Ok(ClaimBatch { claims, next_due })
+                })
             })
+            .await?;
+        if !batch.claims.is_empty() {
+            self.count_write();
+        }
+        Ok(batch)
+    }
+
+    /// Returns SQLite's query plans of the two lookups that the runner of
+    /// `queue` sends at every check: when the next task falls due, and
+    /// which tasks are due now. Each line is one step of a plan, headed by
+    /// the lookup it belongs to.
+    ///
+    /// Both should search the `quicksilver_tasks_queue_next_run` index,
+    /// which keeps a check cheap however many tasks the queue holds.
+    ///
+    /// # Errors
+    ///
+    /// - [`StoreError::Query`] when the database fails.
+    pub async fn explain_due_queries(&self, queue: &str) -> Result<Vec<String>> {
+        #[derive(QueryableByName)]
+        struct PlanRow {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            detail: String,
+        }
+
+        let queue = queue.to_owned();
+        self.run(move |connection| {
+            let now = Utc::now();
+            let lookups = [
+                ("next due", plain_sql(&next_due_query(&queue))),
+                ("due now", plain_sql(&due_now_query(&queue, now))),
+            ];
+            let mut lines = Vec::new();
+            for (name, sql) in lookups {
+                use diesel::sql_types::{Text, Timestamp};
+                let explain =
+                    diesel::sql_query(format!("EXPLAIN QUERY PLAN {sql}")).bind::<Text, _>(&queue);
+                let rows: Vec<PlanRow> = if name == "due now" {
+                    explain.bind::<Timestamp, _>(to_db(now)).load(connection)?
+                } else {
+                    explain.load(connection)?
+                };
+                lines.push(format!("{name}:"));
+                lines.extend(rows.into_iter().map(|row| format!("  {}", row.detail)));
+            }
+            Ok(lines)
         })
         .await
     }
@@ -751,31 +860,29 @@ impl Store {
     /// next run, moves the task's next run there.
     pub(crate) async fn finish_execution(&self, finish: Finish) -> Result<()> {
         let moved = finish.next_run.is_some();
-        self.run(move |connection| {
-            connection.immediate_transaction(|connection| {
-                if let Some(started) = finish.started {
-                    diesel::update(executions::table.find(finish.execution_id))
-                        .set(executions::started.eq(to_db(started)))
-                        .execute(connection)?;
-                }
+        self.write(move |connection| {
+            if let Some(started) = finish.started {
                 diesel::update(executions::table.find(finish.execution_id))
+                    .set(executions::started.eq(to_db(started)))
+                    .execute(connection)?;
+            }
+            diesel::update(executions::table.find(finish.execution_id))
+                .set((
+                    executions::status.eq(finish.status.as_str()),
+                    executions::ended.eq(to_db(finish.ended)),
+                    executions::runtime_seconds.eq(finish.runtime.as_secs_f64()),
+                    executions::output.eq(&finish.output),
+                ))
+                .execute(connection)?;
+            if let (Some(task_id), Some(next_run)) = (finish.task_id, finish.next_run) {
+                diesel::update(tasks::table.find(task_id))
                     .set((
-                        executions::status.eq(finish.status.as_str()),
-                        executions::ended.eq(to_db(finish.ended)),
-                        executions::runtime_seconds.eq(finish.runtime.as_secs_f64()),
-                        executions::output.eq(&finish.output),
+                        tasks::next_run.eq(to_db(next_run)),
+                        tasks::updated_at.eq(to_db(finish.ended)),
                     ))
                     .execute(connection)?;
-                if let (Some(task_id), Some(next_run)) = (finish.task_id, finish.next_run) {
-                    diesel::update(tasks::table.find(task_id))
-                        .set((
-                            tasks::next_run.eq(to_db(next_run)),
-                            tasks::updated_at.eq(to_db(finish.ended)),
-                        ))
-                        .execute(connection)?;
-                }
-                Ok(())
-            })
+            }
+            Ok(())
         })
         .await?;
         if moved {
@@ -795,24 +902,22 @@ impl Store {
         is_alive: impl Fn(&str) -> bool + Send + 'static,
     ) -> Result<(Vec<i64>, Vec<(i64, String)>)> {
         let queue = queue.to_owned();
-        self.run(move |connection| {
-            connection.immediate_transaction(|connection| {
-                let ongoing = executions::table
-                    .filter(executions::queue.eq(&queue))
-                    .filter(executions::status.eq(Status::Ongoing.as_str()))
-                    .select((executions::id, executions::runner))
-                    .load::<(i64, Option<String>)>(connection)?;
-                let mut orphans = Vec::new();
-                let mut spared = Vec::new();
-                for (id, runner) in ongoing {
-                    match runner {
-                        Some(runner) if is_alive(&runner) => spared.push((id, runner)),
-                        _ => orphans.push(id),
-                    }
+        self.write(move |connection| {
+            let ongoing = executions::table
+                .filter(executions::queue.eq(&queue))
+                .filter(executions::status.eq(Status::Ongoing.as_str()))
+                .select((executions::id, executions::runner))
+                .load::<(i64, Option<String>)>(connection)?;
+            let mut orphans = Vec::new();
+            let mut spared = Vec::new();
+            for (id, runner) in ongoing {
+                match runner {
+                    Some(runner) if is_alive(&runner) => spared.push((id, runner)),
+                    _ => orphans.push(id),
                 }
-                mark_killed(connection, &orphans, &reason, now)?;
-                Ok((orphans, spared))
-            })
+            }
+            mark_killed(connection, &orphans, &reason, now)?;
+            Ok((orphans, spared))
         })
         .await
     }
@@ -827,29 +932,27 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<usize> {
         let queue = queue.to_owned();
-        self.run(move |connection| {
-            connection.immediate_transaction(|connection| {
-                let rows = tasks::table
-                    .filter(tasks::queue.eq(&queue))
-                    .select(TaskRow::as_select())
-                    .load(connection)?;
-                let count = rows.len();
-                for row in rows {
-                    let next_run = from_db(row.next_run);
-                    let moved = match (&row.cron, row.repeat_interval) {
-                        (Some(_), _) => Task::from(row.clone())
-                            .schedule()
-                            .ok()
-                            .map(|schedule| schedule.first_run_at(now))
-                            .unwrap_or(next_run),
-                        _ => next_run + delta,
-                    };
-                    diesel::update(tasks::table.find(row.id))
-                        .set(tasks::next_run.eq(to_db(moved)))
-                        .execute(connection)?;
-                }
-                Ok(count)
-            })
+        self.write(move |connection| {
+            let rows = tasks::table
+                .filter(tasks::queue.eq(&queue))
+                .select(TaskRow::as_select())
+                .load(connection)?;
+            let count = rows.len();
+            for row in rows {
+                let next_run = from_db(row.next_run);
+                let moved = match (&row.cron, row.repeat_interval) {
+                    (Some(_), _) => Task::from(row.clone())
+                        .schedule()
+                        .ok()
+                        .map(|schedule| schedule.first_run_at(now))
+                        .unwrap_or(next_run),
+                    _ => next_run + delta,
+                };
+                diesel::update(tasks::table.find(row.id))
+                    .set(tasks::next_run.eq(to_db(moved)))
+                    .execute(connection)?;
+            }
+            Ok(count)
         })
         .await
     }
@@ -886,6 +989,36 @@ pub(crate) struct Finish {
     pub(crate) runtime: Duration,
     pub(crate) output: String,
     pub(crate) next_run: Option<DateTime<Utc>>,
+}
+
+/// Runs `work` in a `BEGIN IMMEDIATE` transaction once it is this
+/// connection's turn to write.
+fn write_in_turn<T>(
+    writer: &Mutex<()>,
+    connection: &mut SqliteConnection,
+    work: impl FnOnce(&mut SqliteConnection) -> Result<T>,
+) -> Result<T> {
+    let _turn = writer
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    connection.immediate_transaction(work)
+}
+
+/// Returns the writer turn of the database file at `path`, shared by every
+/// store of this process opened on it.
+fn writer_turn(path: &Path) -> Arc<Mutex<()>> {
+    static TURNS: OnceLock<Mutex<HashMap<PathBuf, Weak<Mutex<()>>>>> = OnceLock::new();
+    let mut turns = TURNS
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    turns.retain(|_, turn| turn.strong_count() > 0);
+    if let Some(turn) = turns.get(path).and_then(Weak::upgrade) {
+        return turn;
+    }
+    let turn = Arc::new(Mutex::new(()));
+    turns.insert(path.to_owned(), Arc::downgrade(&turn));
+    turn
 }
 
 /// Returns the database URL from `QUICKSILVER_DATABASE_URL`, or the default
@@ -1119,26 +1252,132 @@ fn duration_seconds(duration: Duration) -> i64 {
 }
 
 /// Selects the tasks of `queue` that are not paused and have no ongoing run.
+///
+/// The runner sends these lookups at every check, so they are written for
+/// SQLite's statement cache. SQLite marks a statement for compiling again
+/// when a value is bound to a parameter compared with `=` to an integer
+/// column or given to `LIMIT`, and diesel resets the bindings after each
+/// use, which expires such a statement: every use would compile it again,
+/// which measured at half the CPU of an execution. So constants are written
+/// into the SQL, the queue is bound as `+?`, which SQLite leaves unmarked
+/// and which still uses the index, and callers stop reading rows instead of
+/// binding a `LIMIT`.
 fn due_tasks(queue: &str) -> tasks::BoxedQuery<'_, diesel::sqlite::Sqlite> {
     let ongoing = executions::table
         .filter(executions::task_id.eq(tasks::id.nullable()))
-        .filter(executions::status.eq(Status::Ongoing.as_str()));
+        .filter(Condition(ONGOING_STATUS_SQL));
     tasks::table
-        .filter(tasks::queue.eq(queue))
-        .filter(tasks::paused.eq(false))
+        .filter(QueueIs(queue))
+        .filter(Condition("quicksilver_tasks.paused = 0"))
         .filter(diesel::dsl::not(diesel::dsl::exists(ongoing)))
         .into_boxed()
 }
 
-fn next_due_at(connection: &mut SqliteConnection, queue: &str) -> Result<Option<DateTime<Utc>>> {
-    // Ordered with a limit rather than MIN, so that SQLite walks the index
-    // in next-run order and stops at the first task without an ongoing
-    // run, instead of reading every task of the queue.
-    let next = due_tasks(queue)
+/// The ongoing-status condition of [`due_tasks`], with the status spelled
+/// as [`Status::Ongoing`] stores it.
+const ONGOING_STATUS_SQL: &str = "quicksilver_executions.status = 'ongoing'";
+
+/// A condition written as fixed SQL. Unlike `diesel::dsl::sql`, it leaves
+/// the statement in diesel's cache.
+#[derive(Debug, Clone, Copy)]
+struct Condition(&'static str);
+
+/// The condition that a task belongs to a queue, with the queue bound as
+/// `+?` (see [`due_tasks`]).
+#[derive(Debug, Clone, Copy)]
+struct QueueIs<'a>(&'a str);
+
+impl Expression for Condition {
+    type SqlType = diesel::sql_types::Bool;
+}
+
+impl Expression for QueueIs<'_> {
+    type SqlType = diesel::sql_types::Bool;
+}
+
+impl<QS> AppearsOnTable<QS> for Condition {}
+
+impl<QS> AppearsOnTable<QS> for QueueIs<'_> {}
+
+impl<GB> ValidGrouping<GB> for Condition {
+    type IsAggregate = diesel::expression::is_aggregate::Never;
+}
+
+impl<GB> ValidGrouping<GB> for QueueIs<'_> {
+    type IsAggregate = diesel::expression::is_aggregate::Never;
+}
+
+impl QueryId for Condition {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl QueryId for QueueIs<'_> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl QueryFragment<diesel::sqlite::Sqlite> for Condition {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::sqlite::Sqlite>,
+    ) -> QueryResult<()> {
+        out.push_sql(self.0);
+        Ok(())
+    }
+}
+
+impl QueryFragment<diesel::sqlite::Sqlite> for QueueIs<'_> {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::sqlite::Sqlite>,
+    ) -> QueryResult<()> {
+        out.push_sql("quicksilver_tasks.queue = +");
+        out.push_bind_param::<diesel::sql_types::Text, _>(self.0)
+    }
+}
+
+/// Returns the SQL text of `query`, with `?` for each bound value.
+fn plain_sql(query: &impl QueryFragment<diesel::sqlite::Sqlite>) -> String {
+    let shown = diesel::debug_query::<diesel::sqlite::Sqlite, _>(query).to_string();
+    match shown.rsplit_once(" -- binds: ") {
+        Some((sql, _)) => sql.to_owned(),
+        None => shown,
+    }
+}
+
+/// The query that lists the tasks of `queue` in the order they fall due,
+/// read up to the first row to find when the next one falls due.
+fn next_due_query(
+    queue: &str,
+) -> impl LoadQuery<'_, SqliteConnection, chrono::NaiveDateTime>
+       + QueryFragment<diesel::sqlite::Sqlite>
+       + '_ {
+    // Ordered rather than MIN, so that SQLite walks the index in next-run
+    // order and stops at the first task without an ongoing run, instead of
+    // reading every task of the queue.
+    due_tasks(queue)
         .order(tasks::next_run)
         .select(tasks::next_run)
-        .first::<chrono::NaiveDateTime>(connection)
-        .optional()?;
+}
+
+/// The query that lists the tasks of `queue` due at `now`, read up to the
+/// number of free lanes.
+fn due_now_query(
+    queue: &str,
+    now: DateTime<Utc>,
+) -> impl LoadQuery<'_, SqliteConnection, TaskRow> + QueryFragment<diesel::sqlite::Sqlite> + '_ {
+    due_tasks(queue)
+        .filter(tasks::next_run.le(to_db(now)))
+        .order((tasks::next_run, tasks::id))
+        .select(TaskRow::as_select())
+}
+
+fn next_due_at(connection: &mut SqliteConnection, queue: &str) -> Result<Option<DateTime<Utc>>> {
+    let next = next_due_query(queue)
+        .load_iter::<chrono::NaiveDateTime, DefaultLoadingMode>(connection)?
+        .next()
+        .transpose()?;
     Ok(next.map(from_db))
 }
 
@@ -1242,6 +1481,28 @@ fn mark_killed(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn due_lookups_search_the_next_run_index() {
+        let folder = tempfile::tempdir().expect("temporary folder");
+        let store = Store::open(&folder.path().join("plans.sqlite3").to_string_lossy())
+            .await
+            .expect("store opens");
+        let lines = store.explain_due_queries("default").await.expect("plans");
+        let text = lines.join("\n");
+        let searches = lines
+            .iter()
+            .filter(|line| line.contains("INDEX quicksilver_tasks_queue_next_run (queue=?"))
+            .count();
+        assert_eq!(searches, 2, "both lookups search the index:\n{text}");
+        assert!(!text.contains("SCAN"), "no lookup scans a table:\n{text}");
+    }
+
+    #[test]
+    fn ongoing_condition_spells_the_stored_status() {
+        let spelled = format!("'{}'", Status::Ongoing.as_str());
+        assert!(ONGOING_STATUS_SQL.ends_with(&spelled));
+    }
 
     #[test]
     fn sqlite_urls_resolve_to_paths() {
