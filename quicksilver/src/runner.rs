@@ -26,6 +26,15 @@ use crate::task::DEFAULT_QUEUE;
 /// wait with a precise thread sleep (see [`finish_sleep`]).
 const TIMER_SLACK: Duration = Duration::from_millis(3);
 
+/// The shortest time before a due time at which the runner claims a task,
+/// so that it can start it on time.
+const MIN_CLAIM_LEAD: Duration = Duration::from_millis(2);
+
+/// The longest time before a due time at which the runner claims a task.
+/// Claiming records the execution as `ongoing`, so it stays close to the
+/// start.
+const MAX_CLAIM_LEAD: Duration = Duration::from_millis(50);
+
 /// The default bound on how long the runner sleeps between checks.
 pub const DEFAULT_SLEEP_DURATION: Duration = Duration::from_secs(5);
 
@@ -629,6 +638,8 @@ impl RunState {
         let mut last_instant = Instant::now();
         let mut failures = 0u32;
         let mut changes = self.store.watch_changes();
+        let mut expected_due = None;
+        let mut claim_lead = MIN_CLAIM_LEAD;
 
         let reason = loop {
             let now = clock.now();
@@ -640,11 +651,23 @@ impl RunState {
             last_wall = now;
             last_instant = Instant::now();
 
+            running.join_ended().await;
             let free = options.concurrency.saturating_sub(running.len());
+            // Tasks due within the claim lead are claimed now, as of their
+            // due time, and started when it comes: the claim's own time
+            // then does not make them late. A wake-up for a due time that
+            // the last claim reported goes straight to the claim, without
+            // checking first.
+            let as_of = match expected_due {
+                Some(due) if due > now && due - now <= to_delta(claim_lead) => due,
+                _ => now,
+            };
+            let expected = expected_due.is_some_and(|due| due <= as_of);
             let mut next_due = None;
+            let claim_started = Instant::now();
             match self
                 .store
-                .claim_due(&options.queue, now, free, &self.identity)
+                .claim_due(&options.queue, as_of, free, &self.identity, expected)
                 .await
             {
                 Ok(batch) => {
@@ -652,6 +675,13 @@ impl RunState {
                         tracing::info!(failures, "database reachable again; claiming resumed");
                     }
                     failures = 0;
+                    if !batch.claims.is_empty() {
+                        claim_lead = lead_after(claim_started.elapsed());
+                        if as_of > clock.now() {
+                            clock.sleep_until(as_of - to_delta(TIMER_SLACK)).await;
+                            finish_sleep(&*clock, as_of);
+                        }
+                    }
                     for claim in batch.claims {
                         let execution = Execution::new(self, claim, kill_receiver.clone());
                         running.spawn(execution);
@@ -668,12 +698,13 @@ impl RunState {
                 Err(error) => return Err(error.into()),
             }
 
+            expected_due = next_due;
             let now = clock.now();
             let retry_delay = backoff(failures);
             let mut deadline = now + to_delta(options.sleep_duration.min(retry_delay));
             if let Some(due) = next_due {
                 if running.len() < options.concurrency && failures == 0 {
-                    deadline = deadline.min(due);
+                    deadline = deadline.min(due - to_delta(claim_lead));
                 }
             }
 
@@ -802,6 +833,19 @@ impl Lanes {
     /// the execution is recorded as `error` here.
     async fn join_next(&mut self) -> Option<()> {
         let joined = self.set.join_next_with_id().await?;
+        self.joined(joined).await;
+        Some(())
+    }
+
+    /// Takes in every execution task that has ended, without waiting, so
+    /// that the next claim fills all the lanes they freed at once.
+    async fn join_ended(&mut self) {
+        while let Some(joined) = self.set.try_join_next_with_id() {
+            self.joined(joined).await;
+        }
+    }
+
+    async fn joined(&mut self, joined: Result<(tokio::task::Id, ()), tokio::task::JoinError>) {
         let (id, panic) = match joined {
             Ok((id, ())) => (id, None),
             Err(error) => (
@@ -825,7 +869,6 @@ impl Lanes {
             };
             record(&self.store, finish, &span).await;
         }
-        Some(())
     }
 }
 
@@ -1103,10 +1146,9 @@ pub(crate) async fn record(store: &Store, finish: Finish, span: &tracing::Span) 
     let level_status = finish.status;
     let runtime = finish.runtime.as_secs_f64();
     let execution_id = finish.execution_id;
-    let recorded = retry(span, "record execution", || {
-        store.finish_execution(finish.clone())
-    })
-    .await;
+    let output = summary_line(&finish.output).to_owned();
+    let ticket = store.queue_finish(finish);
+    let recorded = retry(span, "record execution", || store.flush_finish(ticket)).await;
     match recorded {
         Ok(()) => match level_status {
             Status::Success => {
@@ -1116,7 +1158,7 @@ pub(crate) async fn record(store: &Store, finish: Finish, span: &tracing::Span) 
                 tracing::warn!(parent: span, status = %level_status, runtime_seconds = runtime, "execution killed")
             }
             _ => {
-                tracing::error!(parent: span, status = %level_status, runtime_seconds = runtime, output = %summary_line(&finish.output), "execution failed")
+                tracing::error!(parent: span, status = %level_status, runtime_seconds = runtime, output = %output, "execution failed")
             }
         },
         Err(error) => {
@@ -1251,6 +1293,13 @@ async fn os_signal(enabled: bool) -> &'static str {
         return std::future::pending().await;
     }
     "SIGINT"
+}
+
+/// Returns how long before a due time to claim, after a claim that took
+/// `took`: half as long again, plus a millisecond, within
+/// [`MIN_CLAIM_LEAD`] and [`MAX_CLAIM_LEAD`].
+fn lead_after(took: Duration) -> Duration {
+    (took * 3 / 2 + Duration::from_millis(1)).clamp(MIN_CLAIM_LEAD, MAX_CLAIM_LEAD)
 }
 
 /// Sleeps the thread through the last moments before `deadline`.

@@ -171,6 +171,30 @@ struct StoreInner {
     writer: Arc<Mutex<()>>,
     /// Write transactions since the store opened.
     writes: AtomicU64,
+    /// Execution ends waiting for the next write transaction.
+    finishes: Mutex<FinishQueue>,
+}
+
+impl StoreInner {
+    /// Waits for this process's turn to write to the database file.
+    fn writer_turn(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn finishes(&self) -> std::sync::MutexGuard<'_, FinishQueue> {
+        self.finishes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Execution ends queued for the next write, each with its ticket.
+#[derive(Debug, Default)]
+struct FinishQueue {
+    pending: Vec<(u64, Finish)>,
+    last_ticket: u64,
 }
 
 impl std::fmt::Debug for Store {
@@ -321,6 +345,7 @@ impl Store {
                 statements,
                 writer,
                 writes: AtomicU64::new(0),
+                finishes: Mutex::default(),
             }),
         })
     }
@@ -375,9 +400,9 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&mut SqliteConnection) -> Result<T> + Send + 'static,
     {
-        let writer = self.inner.writer.clone();
+        let inner = self.inner.clone();
         let result = self
-            .run(move |connection| write_in_turn(&writer, connection, work))
+            .run(move |connection| write_in_turn(&inner, connection, work))
             .await;
         self.count_write();
         result
@@ -734,7 +759,8 @@ impl Store {
 
     /// Claims up to `limit` due tasks of `queue` and records an `ongoing`
     /// execution for each, in one transaction, and returns them with the
-    /// next time a task of the queue falls due.
+    /// next time a task of the queue falls due. `expected` says that a task
+    /// is known to be due, which skips the read that checks it.
     ///
     /// A task is due when it is not paused, its next run is at or before
     /// `now`, and no run of it is ongoing. Its next run moves to the first
@@ -747,37 +773,47 @@ impl Store {
         now: DateTime<Utc>,
         limit: usize,
         runner: &str,
+        expected: bool,
     ) -> Result<ClaimBatch> {
         let queue = queue.to_owned();
         let runner = runner.to_owned();
-        let writer = self.inner.writer.clone();
-        let batch = self
+        let inner = self.inner.clone();
+        let (batch, moved) = self
             .run(move |connection| {
-                // Most wake-ups find nothing due: check with a read first, so
-                // that an idle runner never takes the write lock.
-                let next_due = next_due_at(connection, &queue)?;
+                // Most wake-ups that were not expected find nothing due:
+                // check them with a read first, so that an idle runner never
+                // takes the write lock.
+                let next_due = if expected && limit > 0 {
+                    Some(now)
+                } else {
+                    next_due_at(connection, &queue)?
+                };
                 if limit == 0 || next_due.is_none_or(|due| due > now) {
-                    return Ok(ClaimBatch {
+                    let batch = ClaimBatch {
                         claims: Vec::new(),
                         next_due,
-                    });
+                    };
+                    return Ok((batch, false));
                 }
-                write_in_turn(&writer, connection, |connection| {
-                    let due = due_now_query(&queue, now)
-                        .load_iter::<TaskRow, DefaultLoadingMode>(connection)?
-                        .take(limit)
-                        .collect::<QueryResult<Vec<_>>>()?;
-                    let mut claims = Vec::with_capacity(due.len());
-                    for row in due {
-                        claims.push(claim_one(connection, row, now, &runner)?);
-                    }
-                    let next_due = next_due_at(connection, &queue)?;
-                    Ok(ClaimBatch { claims, next_due })
-                })
+                let _turn = inner.writer_turn();
+                let (moved, batch) =
+                    write_with_queued_finishes(&inner, connection, |connection| {
+                        let due = due_now_query(&queue, now)
+                            .load_iter::<TaskRow, DefaultLoadingMode>(connection)?
+                            .take(limit)
+                            .collect::<QueryResult<Vec<_>>>()?;
+                        let claims = claim_rows(connection, due, now, &runner)?;
+                        let next_due = next_due_at(connection, &queue)?;
+                        Ok(ClaimBatch { claims, next_due })
+                    })?;
+                Ok((batch, moved))
             })
             .await?;
         if !batch.claims.is_empty() {
             self.count_write();
+        }
+        if moved {
+            self.notify_change();
         }
         Ok(batch)
     }
@@ -856,35 +892,42 @@ impl Store {
         .await
     }
 
-    /// Records the end of an execution and, when the command chose its own
-    /// next run, moves the task's next run there.
-    pub(crate) async fn finish_execution(&self, finish: Finish) -> Result<()> {
-        let moved = finish.next_run.is_some();
-        self.write(move |connection| {
-            if let Some(started) = finish.started {
-                diesel::update(executions::table.find(finish.execution_id))
-                    .set(executions::started.eq(to_db(started)))
-                    .execute(connection)?;
-            }
-            diesel::update(executions::table.find(finish.execution_id))
-                .set((
-                    executions::status.eq(finish.status.as_str()),
-                    executions::ended.eq(to_db(finish.ended)),
-                    executions::runtime_seconds.eq(finish.runtime.as_secs_f64()),
-                    executions::output.eq(&finish.output),
-                ))
-                .execute(connection)?;
-            if let (Some(task_id), Some(next_run)) = (finish.task_id, finish.next_run) {
-                diesel::update(tasks::table.find(task_id))
-                    .set((
-                        tasks::next_run.eq(to_db(next_run)),
-                        tasks::updated_at.eq(to_db(finish.ended)),
-                    ))
-                    .execute(connection)?;
-            }
-            Ok(())
-        })
-        .await?;
+    /// Queues the end of an execution for the next write transaction of
+    /// this store, and returns its ticket for [`Store::flush_finish`].
+    ///
+    /// Queued ends are written by whichever write comes first: another
+    /// end's flush or the runner's next claim. When many executions end
+    /// together, one transaction records them all instead of one each.
+    pub(crate) fn queue_finish(&self, finish: Finish) -> u64 {
+        let mut queue = self.inner.finishes();
+        queue.last_ticket += 1;
+        let ticket = queue.last_ticket;
+        queue.pending.push((ticket, finish));
+        ticket
+    }
+
+    /// Returns once the end queued under `ticket` is written, writing it
+    /// and every other queued end in one transaction unless another write
+    /// took it already. On an error the ends stay queued, so calling it
+    /// again retries.
+    pub(crate) async fn flush_finish(&self, ticket: u64) -> Result<()> {
+        let inner = self.inner.clone();
+        let (wrote, moved) = self
+            .run(move |connection| {
+                let _turn = inner.writer_turn();
+                // Under the writer turn no write is under way, so an end
+                // that is no longer queued is written.
+                let queued = inner.finishes().pending.iter().any(|(t, _)| *t == ticket);
+                if !queued {
+                    return Ok((false, false));
+                }
+                let (moved, ()) = write_with_queued_finishes(&inner, connection, |_| Ok(()))?;
+                Ok((true, moved))
+            })
+            .await?;
+        if wrote {
+            self.count_write();
+        }
         if moved {
             self.notify_change();
         }
@@ -994,14 +1037,69 @@ pub(crate) struct Finish {
 /// Runs `work` in a `BEGIN IMMEDIATE` transaction once it is this
 /// connection's turn to write.
 fn write_in_turn<T>(
-    writer: &Mutex<()>,
+    inner: &StoreInner,
     connection: &mut SqliteConnection,
     work: impl FnOnce(&mut SqliteConnection) -> Result<T>,
 ) -> Result<T> {
-    let _turn = writer
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _turn = inner.writer_turn();
     connection.immediate_transaction(work)
+}
+
+/// Runs `work` in a `BEGIN IMMEDIATE` transaction that first records every
+/// queued execution end, and returns whether one of them moved a task's
+/// next run. The caller holds the writer turn. When the transaction fails,
+/// the ends go back to the queue.
+fn write_with_queued_finishes<T>(
+    inner: &StoreInner,
+    connection: &mut SqliteConnection,
+    work: impl FnOnce(&mut SqliteConnection) -> Result<T>,
+) -> Result<(bool, T)> {
+    let batch = std::mem::take(&mut inner.finishes().pending);
+    let outcome = connection.immediate_transaction(|connection| {
+        for (_, finish) in &batch {
+            write_finish(connection, finish)?;
+        }
+        work(connection)
+    });
+    match outcome {
+        Ok(value) => {
+            let moved = batch.iter().any(|(_, finish)| finish.next_run.is_some());
+            Ok((moved, value))
+        }
+        Err(error) => {
+            let mut queue = inner.finishes();
+            let newer = std::mem::take(&mut queue.pending);
+            queue.pending = batch;
+            queue.pending.extend(newer);
+            Err(error)
+        }
+    }
+}
+
+/// Writes the end of one execution, and the next run its command chose.
+fn write_finish(connection: &mut SqliteConnection, finish: &Finish) -> Result<()> {
+    if let Some(started) = finish.started {
+        diesel::update(executions::table.find(finish.execution_id))
+            .set(executions::started.eq(to_db(started)))
+            .execute(connection)?;
+    }
+    diesel::update(executions::table.find(finish.execution_id))
+        .set((
+            executions::status.eq(finish.status.as_str()),
+            executions::ended.eq(to_db(finish.ended)),
+            executions::runtime_seconds.eq(finish.runtime.as_secs_f64()),
+            executions::output.eq(&finish.output),
+        ))
+        .execute(connection)?;
+    if let (Some(task_id), Some(next_run)) = (finish.task_id, finish.next_run) {
+        diesel::update(tasks::table.find(task_id))
+            .set((
+                tasks::next_run.eq(to_db(next_run)),
+                tasks::updated_at.eq(to_db(finish.ended)),
+            ))
+            .execute(connection)?;
+    }
+    Ok(())
 }
 
 /// Returns the writer turn of the database file at `path`, shared by every
@@ -1381,70 +1479,101 @@ fn next_due_at(connection: &mut SqliteConnection, queue: &str) -> Result<Option<
     Ok(next.map(from_db))
 }
 
-fn claim_one(
+/// Claims the due tasks `rows`: records an `ongoing` execution for each
+/// and moves each task's next run to its schedule's next tick.
+fn claim_rows(
     connection: &mut SqliteConnection,
-    row: TaskRow,
+    rows: Vec<TaskRow>,
     now: DateTime<Utc>,
     runner: &str,
-) -> Result<Claim> {
-    let task = Task::from(row);
-    let due_at = task.next_run;
-    let execution = InsertExecution {
-        task_id: Some(task.id),
-        command: &task.command,
-        arguments: encode_arguments(&task.arguments),
-        queue: Some(&task.queue),
-        status: Status::Ongoing.as_str(),
-        due_at: Some(to_db(due_at)),
-        started: Some(to_db(now)),
-        runner: Some(runner),
-    };
-    let execution_id: i64 = diesel::insert_into(executions::table)
-        .values(&execution)
-        .returning(executions::id)
-        .get_result(connection)?;
+) -> Result<Vec<Claim>> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let tasks: Vec<Task> = rows.into_iter().map(Task::from).collect();
+    let inserts: Vec<InsertExecution<'_>> = tasks
+        .iter()
+        .map(|task| InsertExecution {
+            task_id: Some(task.id),
+            command: &task.command,
+            arguments: encode_arguments(&task.arguments),
+            queue: Some(&task.queue),
+            status: Status::Ongoing.as_str(),
+            due_at: Some(to_db(task.next_run)),
+            started: Some(to_db(now)),
+            runner: Some(runner),
+        })
+        .collect();
+    // One row a statement: diesel caches the prepared single-row insert,
+    // where a many-row one would be compiled anew for each batch size,
+    // which measured slower.
+    let mut ids = Vec::with_capacity(inserts.len());
+    for insert in &inserts {
+        let id: i64 = diesel::insert_into(executions::table)
+            .values(insert)
+            .returning(executions::id)
+            .get_result(connection)?;
+        ids.push(id);
+    }
+    drop(inserts);
 
-    let schedule = match task.schedule() {
-        Ok(schedule) => schedule,
-        Err(error) => {
-            // Without a next run the task would be due again at once, so pause
-            // it and record the reason instead of looping.
-            let message = format!(
-                "error: task {id} has an invalid schedule: {error}; the task was paused, so fix \
-                 it with `tasks edit {id} --every SECONDS` (or `--cron`) and resume it with \
-                 `tasks resume {id}`",
-                id = task.id
-            );
-            diesel::update(tasks::table.find(task.id))
-                .set((tasks::paused.eq(true), tasks::updated_at.eq(to_db(now))))
-                .execute(connection)?;
-            diesel::update(executions::table.find(execution_id))
-                .set((
-                    executions::status.eq(Status::Error.as_str()),
-                    executions::ended.eq(to_db(now)),
-                    executions::runtime_seconds.eq(0.0),
-                    executions::output.eq(&message),
-                ))
-                .execute(connection)?;
-            return Ok(Claim {
-                execution_id,
-                task,
-                due_at,
-                rejected: Some(message),
-            });
-        }
-    };
+    let mut claims = Vec::with_capacity(tasks.len());
+    let mut moves: HashMap<chrono::NaiveDateTime, Vec<i64>> = HashMap::new();
+    for (task, execution_id) in tasks.into_iter().zip(ids) {
+        let due_at = task.next_run;
+        let rejected = match task.schedule() {
+            Ok(schedule) => {
+                let next_run = to_db(schedule.next_after(due_at, now));
+                moves.entry(next_run).or_default().push(task.id);
+                None
+            }
+            Err(error) => Some(reject_task(connection, &task, execution_id, &error, now)?),
+        };
+        claims.push(Claim {
+            execution_id,
+            task,
+            due_at,
+            rejected,
+        });
+    }
+    // Tasks of one schedule claimed together share their next run, so this
+    // is usually one statement.
+    for (next_run, ids) in moves {
+        diesel::update(tasks::table.filter(tasks::id.eq_any(&ids)))
+            .set(tasks::next_run.eq(next_run))
+            .execute(connection)?;
+    }
+    Ok(claims)
+}
 
-    let next_run = schedule.next_after(due_at, now);
+/// Pauses a task whose schedule cannot be read and ends its execution as
+/// `error` with the reason, which it returns. Without a next run the task
+/// would be due again at once, so it is paused instead of looping.
+fn reject_task(
+    connection: &mut SqliteConnection,
+    task: &Task,
+    execution_id: i64,
+    error: &impl std::fmt::Display,
+    now: DateTime<Utc>,
+) -> Result<String> {
+    let message = format!(
+        "error: task {id} has an invalid schedule: {error}; the task was paused, so fix \
+         it with `tasks edit {id} --every SECONDS` (or `--cron`) and resume it with \
+         `tasks resume {id}`",
+        id = task.id
+    );
     diesel::update(tasks::table.find(task.id))
-        .set(tasks::next_run.eq(to_db(next_run)))
+        .set((tasks::paused.eq(true), tasks::updated_at.eq(to_db(now))))
         .execute(connection)?;
-    Ok(Claim {
-        execution_id,
-        task,
-        due_at,
-        rejected: None,
-    })
+    diesel::update(executions::table.find(execution_id))
+        .set((
+            executions::status.eq(Status::Error.as_str()),
+            executions::ended.eq(to_db(now)),
+            executions::runtime_seconds.eq(0.0),
+            executions::output.eq(&message),
+        ))
+        .execute(connection)?;
+    Ok(message)
 }
 
 fn mark_killed(

@@ -15,13 +15,14 @@ CREATE TABLE quicksilver_tasks (
     alerts_postponed_until TIMESTAMP,
     paused BOOLEAN NOT NULL DEFAULT 0,
     -- The id of the task declaration that installed the row, if any.
-    declaration TEXT UNIQUE,
+    declaration TEXT,
     created_at TIMESTAMP NOT NULL,
     updated_at TIMESTAMP NOT NULL
 );
 
 -- The runner's lookup of due tasks of a queue.
 CREATE INDEX quicksilver_tasks_queue_next_run ON quicksilver_tasks (queue, paused, next_run);
+CREATE UNIQUE INDEX quicksilver_tasks_declaration ON quicksilver_tasks (declaration);
 
 -- Executions: one row per run of a command.
 CREATE TABLE quicksilver_executions (
@@ -46,3 +47,37 @@ CREATE INDEX quicksilver_executions_status_started
     ON quicksilver_executions (status, started);
 CREATE INDEX quicksilver_executions_queue_status
     ON quicksilver_executions (queue, status);
+-- A task's tick is recorded at most once. Rows with a NULL task_id or due_at,
+-- such as foreground runs, never conflict, because a unique index treats
+-- NULLs as distinct.
+CREATE UNIQUE INDEX quicksilver_executions_task_due
+    ON quicksilver_executions (task_id, due_at);
+
+-- Runners: one row per runner process, kept fresh by its heartbeat so that
+-- runners on other hosts can tell a live runner from a dead one.
+CREATE TABLE quicksilver_runners (
+    -- The runner's identity: host name, process id and a random part.
+    id TEXT PRIMARY KEY NOT NULL,
+    queue TEXT NOT NULL,
+    host TEXT NOT NULL,
+    pid BIGINT NOT NULL,
+    started_at TIMESTAMP NOT NULL,
+    heartbeat_at TIMESTAMP NOT NULL,
+    -- NULL while the runner runs or after it died without stopping.
+    stopped_at TIMESTAMP
+);
+
+CREATE INDEX quicksilver_runners_queue_heartbeat
+    ON quicksilver_runners (queue, heartbeat_at);
+
+-- Leases: named locks shared by all hosts, such as `command:<name>` for a
+-- command declared with `lock`. A lease past expires_at is free to take.
+CREATE TABLE quicksilver_leases (
+    name TEXT PRIMARY KEY NOT NULL,
+    -- The identity of the runner that holds the lease.
+    holder TEXT NOT NULL,
+    -- The execution run under the lease, if any.
+    execution_id BIGINT,
+    acquired_at TIMESTAMP NOT NULL,
+    expires_at TIMESTAMP NOT NULL
+);
