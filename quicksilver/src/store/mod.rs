@@ -7,23 +7,25 @@
 mod rows;
 mod schema;
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+#[cfg(feature = "mysql")]
+mod mysql;
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(feature = "sqlite")]
+mod sqlite;
+
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use diesel::connection::DefaultLoadingMode;
-use diesel::connection::{Connection as _, InstrumentationEvent, SimpleConnection};
 use diesel::expression::{AppearsOnTable, Expression, ValidGrouping};
 use diesel::prelude::*;
 use diesel::query_builder::QueryFragment;
 use diesel::query_builder::QueryId;
 use diesel::query_dsl::LoadQuery;
-use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
+use diesel::r2d2::{ConnectionManager, Pool};
 use diesel::sqlite::SqliteConnection;
-use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use tokio::sync::watch;
 
 use self::rows::{
@@ -33,16 +35,12 @@ use self::schema::{quicksilver_executions as executions, quicksilver_tasks as ta
 use crate::execution::{Execution, ExecutionFilter, Status};
 use crate::task::{NewTask, Task, TaskChanges, TaskFilter};
 
-const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 
 /// The environment variable that contains the database URL.
 pub const DATABASE_URL_VAR: &str = "QUICKSILVER_DATABASE_URL";
 
 /// The database file used when [`DATABASE_URL_VAR`] is not set.
 pub const DEFAULT_DATABASE: &str = "quicksilver.sqlite3";
-
-/// How long a statement waits for another connection's write lock.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Write transactions between two checkpoints of the WAL. An execution
 /// writes about 8 pages in 2 transactions, so the log stays near 2 MB.
@@ -53,13 +51,12 @@ const CHECKPOINT_EVERY: u64 = 128;
 #[non_exhaustive]
 pub enum StoreError {
     /// The database URL names a backend this build does not support.
-    #[error(
-        "unsupported database URL `{url}`: this build of quicksilver stores tasks in SQLite; \
-         give a file path such as `quicksilver.sqlite3` or `sqlite://path/to/file.sqlite3`"
-    )]
+    #[error("unsupported database URL `{url}`: {reason}")]
     UnsupportedUrl {
         /// The URL, without credentials.
         url: String,
+        /// What to give instead.
+        reason: String,
     },
     /// The database could not be opened or prepared.
     #[error("cannot open database `{url}`: {reason}")]
@@ -131,7 +128,6 @@ impl StoreError {
 }
 
 type Result<T, E = StoreError> = std::result::Result<T, E>;
-type Connection = PooledConnection<ConnectionManager<SqliteConnection>>;
 
 /// The database of tasks and executions.
 ///
@@ -159,30 +155,45 @@ pub struct Store {
 }
 
 struct StoreInner {
-    pool: Pool<ConnectionManager<SqliteConnection>>,
+    backend: Backend,
+    /// The database URL, without credentials.
     url: String,
-    path: PathBuf,
+    /// What names the database in lock file names: the SQLite file's full
+    /// path, or the URL without credentials.
+    key_source: String,
     /// A counter bumped by every change to tasks made through this store.
     changes: watch::Sender<u64>,
     /// The SQL statements sent through the pool's connections.
     statements: Arc<AtomicU64>,
-    /// This process's turn to write to the database file, shared by every
-    /// store opened on it.
-    writer: Arc<Mutex<()>>,
+    /// This process's turn to write to a SQLite file, shared by every store
+    /// opened on it. Servers take concurrent writers, so they have none.
+    writer: Option<Arc<Mutex<()>>>,
     /// Write transactions since the store opened.
     writes: AtomicU64,
     /// Execution ends waiting for the next write transaction.
     finishes: Mutex<FinishQueue>,
 }
 
-impl StoreInner {
-    /// Waits for this process's turn to write to the database file.
-    fn writer_turn(&self) -> std::sync::MutexGuard<'_, ()> {
-        self.writer
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
+/// The connection pool of the database's backend.
+enum Backend {
+    #[cfg(feature = "sqlite")]
+    Sqlite(Pool<ConnectionManager<diesel::SqliteConnection>>),
+    #[cfg(feature = "postgres")]
+    Postgres(Pool<ConnectionManager<diesel::PgConnection>>),
+    #[cfg(feature = "mysql")]
+    Mysql(Pool<ConnectionManager<diesel::MysqlConnection>>),
+}
 
+/// A database a backend opened and migrated.
+struct Opened {
+    backend: Backend,
+    url: String,
+    key_source: String,
+    statements: Arc<AtomicU64>,
+    writer: Option<Arc<Mutex<()>>>,
+}
+
+impl StoreInner {
     fn finishes(&self) -> std::sync::MutexGuard<'_, FinishQueue> {
         self.finishes
             .lock()
@@ -197,6 +208,69 @@ struct FinishQueue {
     last_ticket: u64,
 }
 
+/// Runs `$body` on a pooled connection of the store's backend, on tokio's
+/// blocking pool, with `$connection` bound to the connection and `$inner`
+/// to the store's shared state. The body is compiled once per backend,
+/// with that backend's queries (`ops.rs` and its module) in scope.
+macro_rules! on_backend {
+    ($store:expr, |$connection:ident, $inner:ident| $body:expr) => {{
+        let store: &Store = $store;
+        #[allow(unused_variables)]
+        let $inner = store.inner.clone();
+        match &store.inner.backend {
+            #[cfg(feature = "sqlite")]
+            Backend::Sqlite(pool) => {
+                #[allow(unused_imports, clippy::wildcard_imports)]
+                use self::sqlite::*;
+                run_blocking(pool.clone(), move |$connection: &mut Conn| $body).await
+            }
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(pool) => {
+                #[allow(unused_imports, clippy::wildcard_imports)]
+                use self::postgres::*;
+                run_blocking(pool.clone(), move |$connection: &mut Conn| $body).await
+            }
+            #[cfg(feature = "mysql")]
+            Backend::Mysql(pool) => {
+                #[allow(unused_imports, clippy::wildcard_imports)]
+                use self::mysql::*;
+                run_blocking(pool.clone(), move |$connection: &mut Conn| $body).await
+            }
+        }
+    }};
+}
+
+/// Runs `$body` as [`on_backend!`] does, in a write transaction taken in
+/// this process's writer turn, and counts the write.
+macro_rules! write_on_backend {
+    ($store:expr, |$connection:ident| $body:expr) => {{
+        let store: &Store = $store;
+        let result = on_backend!(store, |connection, inner| {
+            write_in_turn(&inner, connection, move |$connection| $body)
+        });
+        store.count_write();
+        result
+    }};
+}
+
+/// Runs `work` with a connection of `pool` on tokio's blocking pool.
+async fn run_blocking<C, T, F>(pool: Pool<ConnectionManager<C>>, work: F) -> Result<T>
+where
+    C: diesel::r2d2::R2D2Connection + 'static,
+    T: Send + 'static,
+    F: FnOnce(&mut C) -> Result<T> + Send + 'static,
+{
+    tokio::task::spawn_blocking(move || {
+        let mut connection = pool.get().map_err(StoreError::Pool)?;
+        work(&mut connection)
+    })
+    .await
+    .map_err(StoreError::Worker)?
+}
+
+#[cfg(not(any(feature = "sqlite", feature = "postgres", feature = "mysql")))]
+compile_error!("enable at least one of quicksilver's features `sqlite`, `postgres` and `mysql`");
+
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store")
@@ -205,44 +279,21 @@ impl std::fmt::Debug for Store {
     }
 }
 
-/// Prepares each new connection: pragmas, and a count of its statements.
-#[derive(Debug)]
-struct SqlitePragmas {
-    statements: Arc<AtomicU64>,
-}
-
-impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for SqlitePragmas {
-    fn on_acquire(&self, connection: &mut SqliteConnection) -> Result<(), diesel::r2d2::Error> {
-        let statements = self.statements.clone();
-        connection.set_instrumentation(move |event: InstrumentationEvent<'_>| {
-            if matches!(event, InstrumentationEvent::StartQuery { .. }) {
-                statements.fetch_add(1, Ordering::Relaxed);
-            }
-        });
-        // WAL mode is stored in the database file, so it is set once at open.
-        // Automatic checkpoints are off because they run inside a commit and
-        // delay the claim that made it; `Store::write` checkpoints instead.
-        let pragmas = format!(
-            "PRAGMA busy_timeout = {}; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
-             PRAGMA wal_autocheckpoint = 0;",
-            BUSY_TIMEOUT.as_millis()
-        );
-        connection
-            .batch_execute(&pragmas)
-            .map_err(diesel::r2d2::Error::QueryError)
-    }
-}
-
 impl Store {
     /// Opens the store at `url` and applies the embedded migrations.
     ///
-    /// `url` is a SQLite file path, `sqlite://PATH` or `file:PATH`; the file
-    /// is created when missing.
+    /// `url` chooses the backend: `postgres://` (or `postgresql://`) for
+    /// PostgreSQL, `mysql://` for MySQL and MariaDB, and otherwise a SQLite
+    /// file path, `sqlite://PATH` or `file:PATH`, created when missing.
+    /// Each backend needs its cargo feature: `sqlite` (on by default),
+    /// `postgres` or `mysql`.
     ///
     /// # Errors
     ///
-    /// - [`StoreError::UnsupportedUrl`] for another kind of URL.
-    /// - [`StoreError::Open`] when the file cannot be opened or created.
+    /// - [`StoreError::UnsupportedUrl`] for another kind of URL, or one
+    ///   whose backend this build leaves out.
+    /// - [`StoreError::Open`] when the database cannot be reached, opened
+    ///   or created.
     /// - [`StoreError::Migration`] when the schema cannot be brought up to
     ///   date.
     pub async fn open(url: &str) -> Result<Store> {
@@ -250,6 +301,29 @@ impl Store {
         tokio::task::spawn_blocking(move || Store::open_blocking(&url))
             .await
             .map_err(StoreError::Worker)?
+    }
+
+    fn open_blocking(url: &str) -> Result<Store> {
+        let opened = match BackendKind::of(url)? {
+            #[cfg(feature = "sqlite")]
+            BackendKind::Sqlite => sqlite::open(url)?,
+            #[cfg(feature = "postgres")]
+            BackendKind::Postgres => postgres::open(url)?,
+            #[cfg(feature = "mysql")]
+            BackendKind::Mysql => mysql::open(url)?,
+        };
+        Ok(Store {
+            inner: Arc::new(StoreInner {
+                backend: opened.backend,
+                url: opened.url,
+                key_source: opened.key_source,
+                changes: watch::Sender::new(0),
+                statements: opened.statements,
+                writer: opened.writer,
+                writes: AtomicU64::new(0),
+                finishes: Mutex::default(),
+            }),
+        })
     }
 
     /// Opens the store named by `QUICKSILVER_DATABASE_URL`, or
@@ -260,94 +334,6 @@ impl Store {
     /// - As [`Store::open`].
     pub async fn open_from_env() -> Result<Store> {
         Store::open(&database_url_from_env()).await
-    }
-
-    fn open_blocking(url: &str) -> Result<Store> {
-        let path = sqlite_path(url)?;
-        let display_url = path.display().to_string();
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            let problem = match std::fs::metadata(parent) {
-                Ok(metadata) if metadata.is_dir() => None,
-                Ok(_) => Some("is not a folder".to_owned()),
-                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                    Some("does not exist; create it or choose another path".to_owned())
-                }
-                Err(error) => Some(format!("cannot be read ({error})")),
-            };
-            if let Some(problem) = problem {
-                return Err(StoreError::Open {
-                    url: display_url,
-                    reason: format!("the folder `{}` {problem}", parent.display()),
-                });
-            }
-        }
-
-        // A first connection and a read of the header fail at once on a file
-        // that is not a database or cannot be opened, where the pool would
-        // retry until its timeout.
-        check_sqlite_file(&path).map_err(|reason| StoreError::Open {
-            url: display_url.clone(),
-            reason,
-        })?;
-
-        let statements = Arc::new(AtomicU64::new(0));
-        let manager = ConnectionManager::<SqliteConnection>::new(path.to_string_lossy());
-        let pool = Pool::builder()
-            .max_size(4)
-            .min_idle(Some(1))
-            // A SQLite connection is a local file handle that cannot go
-            // stale, so the `SELECT 1` check on each checkout is skipped.
-            .test_on_check_out(false)
-            .connection_timeout(Duration::from_secs(30))
-            .connection_customizer(Box::new(SqlitePragmas {
-                statements: statements.clone(),
-            }))
-            .build(manager)
-            .map_err(|error| StoreError::Open {
-                url: display_url.clone(),
-                reason: format!("{error}; check that the file and its folder are writable"),
-            })?;
-
-        let mut connection = pool.get().map_err(|error| StoreError::Open {
-            url: display_url.clone(),
-            reason: error.to_string(),
-        })?;
-        connection
-            .batch_execute("PRAGMA journal_mode = WAL;")
-            .map_err(|error| StoreError::Open {
-                url: display_url.clone(),
-                reason: format!("cannot switch to WAL mode: {error}"),
-            })?;
-        // Holding the write lock while checking and applying migrations keeps
-        // two processes that open a new database at once from both applying
-        // them.
-        connection
-            .immediate_transaction(|connection| {
-                connection
-                    .run_pending_migrations(MIGRATIONS)
-                    .map(drop)
-                    .map_err(diesel::result::Error::QueryBuilderError)
-            })
-            .map_err(|error| StoreError::Migration {
-                url: display_url.clone(),
-                reason: error.to_string(),
-            })?;
-        drop(connection);
-
-        let path = path.canonicalize().unwrap_or(path);
-        let writer = writer_turn(&path);
-        Ok(Store {
-            inner: Arc::new(StoreInner {
-                pool,
-                url: display_url,
-                path,
-                changes: watch::Sender::new(0),
-                statements,
-                writer,
-                writes: AtomicU64::new(0),
-                finishes: Mutex::default(),
-            }),
-        })
     }
 
     /// Returns the database URL, without credentials.
@@ -366,7 +352,7 @@ impl Store {
     pub fn key(&self) -> String {
         // FNV-1a: stable across Rust versions, unlike the std hasher.
         let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-        for byte in self.inner.path.to_string_lossy().bytes() {
+        for byte in self.inner.key_source.bytes() {
             hash ^= u64::from(byte);
             hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
         }
@@ -386,69 +372,18 @@ impl Store {
             .send_modify(|version| *version = version.wrapping_add(1));
     }
 
-    /// Runs `work` in a write transaction on the blocking pool.
-    ///
-    /// The transaction begins with `BEGIN IMMEDIATE`, so it holds SQLite's
-    /// write lock from its first statement, and it waits for this process's
-    /// writer turn first: connections of one process queue on a mutex,
-    /// which wakes the next writer at once, instead of racing for the file
-    /// lock and sleeping in SQLite's busy handler. Every
-    /// [`CHECKPOINT_EVERY`] write transactions, a checkpoint of the WAL
-    /// runs on another pooled connection, outside the writer turn.
-    async fn write<T, F>(&self, work: F) -> Result<T>
-    where
-        T: Send + 'static,
-        F: FnOnce(&mut SqliteConnection) -> Result<T> + Send + 'static,
-    {
-        let inner = self.inner.clone();
-        let result = self
-            .run(move |connection| write_in_turn(&inner, connection, work))
-            .await;
-        self.count_write();
-        result
-    }
-
-    /// Counts a write transaction, and starts a checkpoint every
-    /// [`CHECKPOINT_EVERY`] of them.
+    /// Counts a write transaction, and on SQLite starts a checkpoint of
+    /// the write-ahead log every [`CHECKPOINT_EVERY`] of them.
     fn count_write(&self) {
         let writes = self.inner.writes.fetch_add(1, Ordering::Relaxed) + 1;
-        if writes % CHECKPOINT_EVERY == 0 {
-            self.checkpoint_in_background();
+        if writes % CHECKPOINT_EVERY != 0 {
+            return;
         }
-    }
-
-    /// Copies the WAL back into the database file on a blocking thread,
-    /// without waiting for it. A passive checkpoint takes no lock that
-    /// writers or readers wait for; what it cannot copy yet, because a
-    /// reader still needs it, the next one copies.
-    fn checkpoint_in_background(&self) {
-        let pool = self.inner.pool.clone();
-        tokio::task::spawn_blocking(move || {
-            let outcome = pool
-                .get()
-                .map_err(StoreError::Pool)
-                .and_then(|mut connection| {
-                    Ok(connection.batch_execute("PRAGMA wal_checkpoint(PASSIVE);")?)
-                });
-            if let Err(error) = outcome {
-                tracing::warn!(error = %crate::command::CauseChain(&error),
-                    "checkpointing the SQLite write-ahead log failed; the next checkpoint retries");
-            }
-        });
-    }
-
-    async fn run<T, F>(&self, work: F) -> Result<T>
-    where
-        T: Send + 'static,
-        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
-    {
-        let pool = self.inner.pool.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut connection = pool.get().map_err(StoreError::Pool)?;
-            work(&mut connection)
-        })
-        .await
-        .map_err(StoreError::Worker)?
+        #[cfg(feature = "sqlite")]
+        #[allow(irrefutable_let_patterns)]
+        if let Backend::Sqlite(pool) = &self.inner.backend {
+            sqlite::checkpoint_in_background(pool);
+        }
     }
 
     /// Returns the tasks that match `filter`, ordered by queue and next run.
@@ -457,7 +392,7 @@ impl Store {
     ///
     /// - [`StoreError::Query`] when the database fails.
     pub async fn tasks(&self, filter: TaskFilter) -> Result<Vec<Task>> {
-        self.run(move |connection| {
+        on_backend!(self, |connection, inner| {
             let mut query = tasks::table.into_boxed();
             if let Some(queue) = filter.queue {
                 query = query.filter(tasks::queue.eq(queue));
@@ -474,7 +409,6 @@ impl Store {
                 .load(connection)?;
             Ok(rows.into_iter().map(Task::from).collect())
         })
-        .await
     }
 
     /// Returns the task with `id`.
@@ -484,7 +418,7 @@ impl Store {
     /// - [`StoreError::TaskNotFound`] when there is none.
     /// - [`StoreError::Query`] when the database fails.
     pub async fn task(&self, id: i64) -> Result<Task> {
-        self.run(move |connection| load_task(connection, id)).await
+        on_backend!(self, |connection, inner| load_task(connection, id))
     }
 
     /// Creates a task and returns it.
@@ -498,9 +432,7 @@ impl Store {
     pub async fn add_task(&self, task: NewTask) -> Result<Task> {
         validate_new_task(&task)?;
         let now = Utc::now();
-        let created = self
-            .write(move |connection| insert_task(connection, &task, now))
-            .await?;
+        let created = write_on_backend!(self, |connection| insert_task(connection, &task, now))?;
         self.notify_change();
         Ok(created)
     }
@@ -519,12 +451,10 @@ impl Store {
     pub async fn update_task(&self, id: i64, changes: TaskChanges) -> Result<Task> {
         validate_changes(&changes)?;
         let now = Utc::now();
-        let updated = self
-            .write(move |connection| {
+        let updated = write_on_backend!(self, |connection| {
                 apply_changes(connection, id, changes, now)?;
                 load_task(connection, id)
-            })
-            .await?;
+            })?;
         self.notify_change();
         Ok(updated)
     }
@@ -579,7 +509,7 @@ impl Store {
     /// - [`StoreError::TaskNotFound`] when there is no such task.
     /// - [`StoreError::Query`] when the database fails.
     pub async fn remove_task(&self, id: i64) -> Result<()> {
-        self.write(move |connection| {
+        write_on_backend!(self, |connection| {
             diesel::update(executions::table.filter(executions::task_id.eq(id)))
                 .set(executions::task_id.eq(None::<i64>))
                 .execute(connection)?;
@@ -588,8 +518,7 @@ impl Store {
                 return Err(StoreError::TaskNotFound { id });
             }
             Ok(())
-        })
-        .await?;
+        })?;
         self.notify_change();
         Ok(())
     }
@@ -600,14 +529,13 @@ impl Store {
     ///
     /// - [`StoreError::Query`] when the database fails.
     pub async fn installed_declarations(&self) -> Result<Vec<String>> {
-        self.run(|connection| {
+        on_backend!(self, |connection, inner| {
             Ok(tasks::table
                 .filter(tasks::declaration.is_not_null())
                 .select(tasks::declaration.assume_not_null())
                 .order(tasks::declaration)
                 .load(connection)?)
         })
-        .await
     }
 
     /// Inserts each task whose declaration id is not installed yet and
@@ -625,8 +553,7 @@ impl Store {
             validate_new_task(task)?;
         }
         let now = Utc::now();
-        let inserted = self
-            .write(move |connection| {
+        let inserted = write_on_backend!(self, |connection| {
                 let mut inserted = Vec::new();
                 for task in &declared {
                     let exists = match &task.declaration {
@@ -644,8 +571,7 @@ impl Store {
                     }
                 }
                 Ok(inserted)
-            })
-            .await?;
+            })?;
         if !inserted.is_empty() {
             self.notify_change();
         }
@@ -659,7 +585,7 @@ impl Store {
     /// - [`StoreError::Query`] when the database fails.
     /// - [`StoreError::InvalidRow`] when a row cannot be read.
     pub async fn executions(&self, filter: ExecutionFilter) -> Result<Vec<Execution>> {
-        self.run(move |connection| {
+        on_backend!(self, |connection, inner| {
             let mut query = executions::table.into_boxed();
             if let Some(status) = filter.status {
                 query = query.filter(executions::status.eq(status.as_str()));
@@ -682,7 +608,6 @@ impl Store {
                 .map(Execution::try_from)
                 .collect()
         })
-        .await
     }
 
     /// Returns the execution with `id`.
@@ -692,7 +617,7 @@ impl Store {
     /// - [`StoreError::ExecutionNotFound`] when there is none.
     /// - [`StoreError::Query`] when the database fails.
     pub async fn execution(&self, id: i64) -> Result<Execution> {
-        self.run(move |connection| {
+        on_backend!(self, |connection, inner| {
             executions::table
                 .find(id)
                 .select(ExecutionRow::as_select())
@@ -701,7 +626,6 @@ impl Store {
                 .ok_or(StoreError::ExecutionNotFound { id })
                 .and_then(Execution::try_from)
         })
-        .await
     }
 
     /// Deletes the executions with `status` that ended before `ended_before`
@@ -715,7 +639,7 @@ impl Store {
         status: Status,
         ended_before: DateTime<Utc>,
     ) -> Result<usize> {
-        self.run(move |connection| {
+        on_backend!(self, |connection, inner| {
             Ok(diesel::delete(
                 executions::table
                     .filter(executions::status.eq(status.as_str()))
@@ -723,7 +647,6 @@ impl Store {
             )
             .execute(connection)?)
         })
-        .await
     }
 
     /// Deletes, or marks `killed` with `reason` in their output, the
@@ -740,7 +663,7 @@ impl Store {
         reason: String,
         now: DateTime<Utc>,
     ) -> Result<Vec<i64>> {
-        self.write(move |connection| {
+        write_on_backend!(self, |connection| {
             let stuck = executions::table
                 .filter(executions::status.eq(Status::Ongoing.as_str()))
                 .filter(executions::started.lt(to_db(started_before)))
@@ -754,7 +677,6 @@ impl Store {
             }
             Ok(stuck)
         })
-        .await
     }
 
     /// Claims up to `limit` due tasks of `queue` and records an `ongoing`
@@ -777,16 +699,14 @@ impl Store {
     ) -> Result<ClaimBatch> {
         let queue = queue.to_owned();
         let runner = runner.to_owned();
-        let inner = self.inner.clone();
-        let (batch, moved) = self
-            .run(move |connection| {
+        let (batch, moved) = on_backend!(self, |connection, inner| {
                 // Most wake-ups that were not expected find nothing due:
                 // check them with a read first, so that an idle runner never
                 // takes the write lock.
                 let next_due = if expected && limit > 0 {
                     Some(now)
                 } else {
-                    next_due_at(connection, &queue)?
+                    first_due(connection, &queue)?.map(from_db)
                 };
                 if limit == 0 || next_due.is_none_or(|due| due > now) {
                     let batch = ClaimBatch {
@@ -795,20 +715,16 @@ impl Store {
                     };
                     return Ok((batch, false));
                 }
-                let _turn = inner.writer_turn();
+                let _turn = writer_turn(&inner);
                 let (moved, batch) =
                     write_with_queued_finishes(&inner, connection, |connection| {
-                        let due = due_now_query(&queue, now)
-                            .load_iter::<TaskRow, DefaultLoadingMode>(connection)?
-                            .take(limit)
-                            .collect::<QueryResult<Vec<_>>>()?;
+                        let due = load_due_now(connection, &queue, now, limit)?;
                         let claims = claim_rows(connection, due, now, &runner)?;
-                        let next_due = next_due_at(connection, &queue)?;
+                        let next_due = first_due(connection, &queue)?.map(from_db);
                         Ok(ClaimBatch { claims, next_due })
                     })?;
                 Ok((batch, moved))
-            })
-            .await?;
+            })?;
         if !batch.claims.is_empty() {
             self.count_write();
         }
@@ -818,7 +734,7 @@ impl Store {
         Ok(batch)
     }
 
-    /// Returns SQLite's query plans of the two lookups that the runner of
+    /// Returns the database's query plans of the two lookups that the runner of
     /// `queue` sends at every check: when the next task falls due, and
     /// which tasks are due now. Each line is one step of a plan, headed by
     /// the lookup it belongs to.
@@ -830,35 +746,8 @@ impl Store {
     ///
     /// - [`StoreError::Query`] when the database fails.
     pub async fn explain_due_queries(&self, queue: &str) -> Result<Vec<String>> {
-        #[derive(QueryableByName)]
-        struct PlanRow {
-            #[diesel(sql_type = diesel::sql_types::Text)]
-            detail: String,
-        }
-
         let queue = queue.to_owned();
-        self.run(move |connection| {
-            let now = Utc::now();
-            let lookups = [
-                ("next due", plain_sql(&next_due_query(&queue))),
-                ("due now", plain_sql(&due_now_query(&queue, now))),
-            ];
-            let mut lines = Vec::new();
-            for (name, sql) in lookups {
-                use diesel::sql_types::{Text, Timestamp};
-                let explain =
-                    diesel::sql_query(format!("EXPLAIN QUERY PLAN {sql}")).bind::<Text, _>(&queue);
-                let rows: Vec<PlanRow> = if name == "due now" {
-                    explain.bind::<Timestamp, _>(to_db(now)).load(connection)?
-                } else {
-                    explain.load(connection)?
-                };
-                lines.push(format!("{name}:"));
-                lines.extend(rows.into_iter().map(|row| format!("  {}", row.detail)));
-            }
-            Ok(lines)
-        })
-        .await
+        on_backend!(self, |connection, inner| explain_due(connection, &queue))
     }
 
     /// Records the start of a foreground run of `command` and returns the
@@ -873,7 +762,7 @@ impl Store {
         let command = command.to_owned();
         let arguments = encode_arguments(arguments);
         let runner = runner.to_owned();
-        self.run(move |connection| {
+        on_backend!(self, |connection, inner| {
             let row = InsertExecution {
                 task_id: None,
                 command: &command,
@@ -884,12 +773,8 @@ impl Store {
                 started: Some(to_db(now)),
                 runner: Some(&runner),
             };
-            Ok(diesel::insert_into(executions::table)
-                .values(&row)
-                .returning(executions::id)
-                .get_result(connection)?)
+            insert_execution_row(connection, &row)
         })
-        .await
     }
 
     /// Queues the end of an execution for the next write transaction of
@@ -911,10 +796,8 @@ impl Store {
     /// took it already. On an error the ends stay queued, so calling it
     /// again retries.
     pub(crate) async fn flush_finish(&self, ticket: u64) -> Result<()> {
-        let inner = self.inner.clone();
-        let (wrote, moved) = self
-            .run(move |connection| {
-                let _turn = inner.writer_turn();
+        let (wrote, moved) = on_backend!(self, |connection, inner| {
+                let _turn = writer_turn(&inner);
                 // Under the writer turn no write is under way, so an end
                 // that is no longer queued is written.
                 let queued = inner.finishes().pending.iter().any(|(t, _)| *t == ticket);
@@ -923,8 +806,7 @@ impl Store {
                 }
                 let (moved, ()) = write_with_queued_finishes(&inner, connection, |_| Ok(()))?;
                 Ok((true, moved))
-            })
-            .await?;
+            })?;
         if wrote {
             self.count_write();
         }
@@ -945,7 +827,7 @@ impl Store {
         is_alive: impl Fn(&str) -> bool + Send + 'static,
     ) -> Result<(Vec<i64>, Vec<(i64, String)>)> {
         let queue = queue.to_owned();
-        self.write(move |connection| {
+        write_on_backend!(self, |connection| {
             let ongoing = executions::table
                 .filter(executions::queue.eq(&queue))
                 .filter(executions::status.eq(Status::Ongoing.as_str()))
@@ -962,7 +844,6 @@ impl Store {
             mark_killed(connection, &orphans, &reason, now)?;
             Ok((orphans, spared))
         })
-        .await
     }
 
     /// Moves the next run of every task of `queue` by `delta`, after the
@@ -975,7 +856,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<usize> {
         let queue = queue.to_owned();
-        self.write(move |connection| {
+        write_on_backend!(self, |connection| {
             let rows = tasks::table
                 .filter(tasks::queue.eq(&queue))
                 .select(TaskRow::as_select())
@@ -997,7 +878,6 @@ impl Store {
             }
             Ok(count)
         })
-        .await
     }
 }
 
@@ -1034,91 +914,6 @@ pub(crate) struct Finish {
     pub(crate) next_run: Option<DateTime<Utc>>,
 }
 
-/// Runs `work` in a `BEGIN IMMEDIATE` transaction once it is this
-/// connection's turn to write.
-fn write_in_turn<T>(
-    inner: &StoreInner,
-    connection: &mut SqliteConnection,
-    work: impl FnOnce(&mut SqliteConnection) -> Result<T>,
-) -> Result<T> {
-    let _turn = inner.writer_turn();
-    connection.immediate_transaction(work)
-}
-
-/// Runs `work` in a `BEGIN IMMEDIATE` transaction that first records every
-/// queued execution end, and returns whether one of them moved a task's
-/// next run. The caller holds the writer turn. When the transaction fails,
-/// the ends go back to the queue.
-fn write_with_queued_finishes<T>(
-    inner: &StoreInner,
-    connection: &mut SqliteConnection,
-    work: impl FnOnce(&mut SqliteConnection) -> Result<T>,
-) -> Result<(bool, T)> {
-    let batch = std::mem::take(&mut inner.finishes().pending);
-    let outcome = connection.immediate_transaction(|connection| {
-        for (_, finish) in &batch {
-            write_finish(connection, finish)?;
-        }
-        work(connection)
-    });
-    match outcome {
-        Ok(value) => {
-            let moved = batch.iter().any(|(_, finish)| finish.next_run.is_some());
-            Ok((moved, value))
-        }
-        Err(error) => {
-            let mut queue = inner.finishes();
-            let newer = std::mem::take(&mut queue.pending);
-            queue.pending = batch;
-            queue.pending.extend(newer);
-            Err(error)
-        }
-    }
-}
-
-/// Writes the end of one execution, and the next run its command chose.
-fn write_finish(connection: &mut SqliteConnection, finish: &Finish) -> Result<()> {
-    if let Some(started) = finish.started {
-        diesel::update(executions::table.find(finish.execution_id))
-            .set(executions::started.eq(to_db(started)))
-            .execute(connection)?;
-    }
-    diesel::update(executions::table.find(finish.execution_id))
-        .set((
-            executions::status.eq(finish.status.as_str()),
-            executions::ended.eq(to_db(finish.ended)),
-            executions::runtime_seconds.eq(finish.runtime.as_secs_f64()),
-            executions::output.eq(&finish.output),
-        ))
-        .execute(connection)?;
-    if let (Some(task_id), Some(next_run)) = (finish.task_id, finish.next_run) {
-        diesel::update(tasks::table.find(task_id))
-            .set((
-                tasks::next_run.eq(to_db(next_run)),
-                tasks::updated_at.eq(to_db(finish.ended)),
-            ))
-            .execute(connection)?;
-    }
-    Ok(())
-}
-
-/// Returns the writer turn of the database file at `path`, shared by every
-/// store of this process opened on it.
-fn writer_turn(path: &Path) -> Arc<Mutex<()>> {
-    static TURNS: OnceLock<Mutex<HashMap<PathBuf, Weak<Mutex<()>>>>> = OnceLock::new();
-    let mut turns = TURNS
-        .get_or_init(Mutex::default)
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    turns.retain(|_, turn| turn.strong_count() > 0);
-    if let Some(turn) = turns.get(path).and_then(Weak::upgrade) {
-        return turn;
-    }
-    let turn = Arc::new(Mutex::new(()));
-    turns.insert(path.to_owned(), Arc::downgrade(&turn));
-    turn
-}
-
 /// Returns the database URL from `QUICKSILVER_DATABASE_URL`, or the default
 /// SQLite file.
 pub fn database_url_from_env() -> String {
@@ -1128,54 +923,60 @@ pub fn database_url_from_env() -> String {
         .unwrap_or_else(|| DEFAULT_DATABASE.to_owned())
 }
 
-/// Opens `path` once and reads its schema version, and returns the reason,
-/// with a fix, when that fails.
-fn check_sqlite_file(path: &Path) -> Result<(), String> {
-    if path.is_dir() {
-        return Err("the path is a folder; give the path of a database file".to_owned());
-    }
-    let mut connection = SqliteConnection::establish(&path.to_string_lossy())
-        .map_err(|error| format!("{error}; check that the folder is writable"))?;
-    connection
-        .batch_execute(&format!(
-            "PRAGMA busy_timeout = {}; PRAGMA schema_version;",
-            BUSY_TIMEOUT.as_millis()
-        ))
-        .map_err(|error| {
-            let text = error.to_string();
-            if text.contains("not a database") {
-                format!(
-                    "{text}: the file exists but is not a SQLite database; point \
-                     {DATABASE_URL_VAR} at another file"
-                )
-            } else {
-                format!("{text}; check that the file and its folder are readable and writable")
-            }
-        })
+/// The backends a database URL can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BackendKind {
+    #[cfg(feature = "sqlite")]
+    Sqlite,
+    #[cfg(feature = "postgres")]
+    Postgres,
+    #[cfg(feature = "mysql")]
+    Mysql,
 }
 
-fn sqlite_path(url: &str) -> Result<PathBuf> {
-    let trimmed = url.trim();
-    let scheme = trimmed.split_once("://").map(|(scheme, _)| scheme);
-    let path = match scheme {
-        Some("sqlite") => &trimmed["sqlite://".len()..],
-        Some(_) => {
-            return Err(StoreError::UnsupportedUrl {
+impl BackendKind {
+    /// Returns the backend that `url` names, or why this build cannot open
+    /// it.
+    fn of(url: &str) -> Result<BackendKind> {
+        let trimmed = url.trim();
+        let scheme = trimmed
+            .split_once("://")
+            .map(|(scheme, _)| scheme.to_ascii_lowercase());
+        #[allow(unused_variables)]
+        let missing = |feature: &str, backend: &str| StoreError::UnsupportedUrl {
+            url: redact(trimmed),
+            reason: format!(
+                "this build of quicksilver leaves out {backend}; enable the cargo feature \
+                 `{feature}` of the quicksilver dependency"
+            ),
+        };
+        match scheme.as_deref() {
+            Some("postgres" | "postgresql") => {
+                #[cfg(feature = "postgres")]
+                return Ok(BackendKind::Postgres);
+                #[cfg(not(feature = "postgres"))]
+                return Err(missing("postgres", "PostgreSQL"));
+            }
+            Some("mysql" | "mariadb") => {
+                #[cfg(feature = "mysql")]
+                return Ok(BackendKind::Mysql);
+                #[cfg(not(feature = "mysql"))]
+                return Err(missing("mysql", "MySQL and MariaDB"));
+            }
+            Some("sqlite") | None => {
+                #[cfg(feature = "sqlite")]
+                return Ok(BackendKind::Sqlite);
+                #[cfg(not(feature = "sqlite"))]
+                return Err(missing("sqlite", "SQLite"));
+            }
+            Some(_) => Err(StoreError::UnsupportedUrl {
                 url: redact(trimmed),
-            })
+                reason: "give `postgres://USER@HOST/DATABASE`, `mysql://USER@HOST/DATABASE`, \
+                         or a SQLite file path such as `quicksilver.sqlite3`"
+                    .to_owned(),
+            }),
         }
-        None => trimmed.strip_prefix("sqlite:").unwrap_or(trimmed),
-    };
-    let path = path.strip_prefix("file:").unwrap_or(path);
-    if path.is_empty() || path == ":memory:" {
-        return Err(StoreError::Open {
-            url: trimmed.to_owned(),
-            reason: "a file path is required: runners and the CLI share the database, \
-                     which an in-memory database cannot do"
-                .to_owned(),
-        });
     }
-    Ok(Path::new(path).to_path_buf())
 }
 
 /// Hides the password of a URL such as `postgres://user:secret@host/db`.
@@ -1240,135 +1041,8 @@ fn validate_fields(
     Ok(())
 }
 
-fn load_task(connection: &mut SqliteConnection, id: i64) -> Result<Task> {
-    tasks::table
-        .find(id)
-        .select(TaskRow::as_select())
-        .first(connection)
-        .optional()?
-        .map(Task::from)
-        .ok_or(StoreError::TaskNotFound { id })
-}
-
-fn insert_task(
-    connection: &mut SqliteConnection,
-    task: &NewTask,
-    now: DateTime<Utc>,
-) -> Result<Task> {
-    let (repeat_interval, cron, time_zone) = task.schedule.to_parts();
-    let next_run = task
-        .next_run
-        .unwrap_or_else(|| task.schedule.first_run_at(now));
-    let row = InsertTask {
-        command: task.command.trim(),
-        arguments: encode_arguments(&task.arguments),
-        queue: task.queue.trim(),
-        repeat_interval,
-        cron,
-        time_zone,
-        max_duration: task.max_duration.map(duration_seconds),
-        next_run: to_db(next_run),
-        paused: task.paused,
-        declaration: task.declaration.as_deref(),
-        created_at: to_db(now),
-        updated_at: to_db(now),
-    };
-    let id: i64 = diesel::insert_into(tasks::table)
-        .values(&row)
-        .returning(tasks::id)
-        .get_result(connection)?;
-    load_task(connection, id)
-}
-
-fn apply_changes(
-    connection: &mut SqliteConnection,
-    id: i64,
-    changes: TaskChanges,
-    now: DateTime<Utc>,
-) -> Result<()> {
-    let current = load_task(connection, id)?;
-    let target = tasks::table.find(id);
-
-    if let Some(command) = &changes.command {
-        diesel::update(target)
-            .set(tasks::command.eq(command.trim()))
-            .execute(connection)?;
-    }
-    if let Some(arguments) = &changes.arguments {
-        diesel::update(target)
-            .set(tasks::arguments.eq(encode_arguments(arguments)))
-            .execute(connection)?;
-    }
-    if let Some(queue) = &changes.queue {
-        diesel::update(target)
-            .set(tasks::queue.eq(queue.trim()))
-            .execute(connection)?;
-    }
-    if let Some(schedule) = &changes.schedule {
-        let (repeat_interval, cron, time_zone) = schedule.to_parts();
-        diesel::update(target)
-            .set((
-                tasks::repeat_interval.eq(repeat_interval),
-                tasks::cron.eq(cron),
-                tasks::time_zone.eq(time_zone),
-            ))
-            .execute(connection)?;
-        if changes.next_run.is_none() && current.schedule().ok().as_ref() != Some(schedule) {
-            diesel::update(target)
-                .set(tasks::next_run.eq(to_db(schedule.first_run_at(now))))
-                .execute(connection)?;
-        }
-    }
-    if let Some(max_duration) = changes.max_duration {
-        diesel::update(target)
-            .set(tasks::max_duration.eq(max_duration.map(duration_seconds)))
-            .execute(connection)?;
-    }
-    if let Some(next_run) = changes.next_run {
-        diesel::update(target)
-            .set(tasks::next_run.eq(to_db(next_run)))
-            .execute(connection)?;
-    }
-    if let Some(postponed) = changes.alerts_postponed_until {
-        diesel::update(target)
-            .set(tasks::alerts_postponed_until.eq(postponed.map(to_db)))
-            .execute(connection)?;
-    }
-    if let Some(paused) = changes.paused {
-        diesel::update(target)
-            .set(tasks::paused.eq(paused))
-            .execute(connection)?;
-    }
-    diesel::update(target)
-        .set(tasks::updated_at.eq(to_db(now)))
-        .execute(connection)?;
-    Ok(())
-}
-
 fn duration_seconds(duration: Duration) -> i64 {
     i64::try_from(duration.as_secs()).unwrap_or(i64::MAX)
-}
-
-/// Selects the tasks of `queue` that are not paused and have no ongoing run.
-///
-/// The runner sends these lookups at every check, so they are written for
-/// SQLite's statement cache. SQLite marks a statement for compiling again
-/// when a value is bound to a parameter compared with `=` to an integer
-/// column or given to `LIMIT`, and diesel resets the bindings after each
-/// use, which expires such a statement: every use would compile it again,
-/// which measured at half the CPU of an execution. So constants are written
-/// into the SQL, the queue is bound as `+?`, which SQLite leaves unmarked
-/// and which still uses the index, and callers stop reading rows instead of
-/// binding a `LIMIT`.
-fn due_tasks(queue: &str) -> tasks::BoxedQuery<'_, diesel::sqlite::Sqlite> {
-    let ongoing = executions::table
-        .filter(executions::task_id.eq(tasks::id.nullable()))
-        .filter(Condition(ONGOING_STATUS_SQL));
-    tasks::table
-        .filter(QueueIs(queue))
-        .filter(Condition("quicksilver_tasks.paused = 0"))
-        .filter(diesel::dsl::not(diesel::dsl::exists(ongoing)))
-        .into_boxed()
 }
 
 /// The ongoing-status condition of [`due_tasks`], with the status spelled
@@ -1415,198 +1089,6 @@ impl QueryId for QueueIs<'_> {
     const HAS_STATIC_QUERY_ID: bool = false;
 }
 
-impl QueryFragment<diesel::sqlite::Sqlite> for Condition {
-    fn walk_ast<'b>(
-        &'b self,
-        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::sqlite::Sqlite>,
-    ) -> QueryResult<()> {
-        out.push_sql(self.0);
-        Ok(())
-    }
-}
-
-impl QueryFragment<diesel::sqlite::Sqlite> for QueueIs<'_> {
-    fn walk_ast<'b>(
-        &'b self,
-        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::sqlite::Sqlite>,
-    ) -> QueryResult<()> {
-        out.push_sql("quicksilver_tasks.queue = +");
-        out.push_bind_param::<diesel::sql_types::Text, _>(self.0)
-    }
-}
-
-/// Returns the SQL text of `query`, with `?` for each bound value.
-fn plain_sql(query: &impl QueryFragment<diesel::sqlite::Sqlite>) -> String {
-    let shown = diesel::debug_query::<diesel::sqlite::Sqlite, _>(query).to_string();
-    match shown.rsplit_once(" -- binds: ") {
-        Some((sql, _)) => sql.to_owned(),
-        None => shown,
-    }
-}
-
-/// The query that lists the tasks of `queue` in the order they fall due,
-/// read up to the first row to find when the next one falls due.
-fn next_due_query(
-    queue: &str,
-) -> impl LoadQuery<'_, SqliteConnection, chrono::NaiveDateTime>
-       + QueryFragment<diesel::sqlite::Sqlite>
-       + '_ {
-    // Ordered rather than MIN, so that SQLite walks the index in next-run
-    // order and stops at the first task without an ongoing run, instead of
-    // reading every task of the queue.
-    due_tasks(queue)
-        .order(tasks::next_run)
-        .select(tasks::next_run)
-}
-
-/// The query that lists the tasks of `queue` due at `now`, read up to the
-/// number of free lanes.
-fn due_now_query(
-    queue: &str,
-    now: DateTime<Utc>,
-) -> impl LoadQuery<'_, SqliteConnection, TaskRow> + QueryFragment<diesel::sqlite::Sqlite> + '_ {
-    due_tasks(queue)
-        .filter(tasks::next_run.le(to_db(now)))
-        .order((tasks::next_run, tasks::id))
-        .select(TaskRow::as_select())
-}
-
-fn next_due_at(connection: &mut SqliteConnection, queue: &str) -> Result<Option<DateTime<Utc>>> {
-    let next = next_due_query(queue)
-        .load_iter::<chrono::NaiveDateTime, DefaultLoadingMode>(connection)?
-        .next()
-        .transpose()?;
-    Ok(next.map(from_db))
-}
-
-/// Claims the due tasks `rows`: records an `ongoing` execution for each
-/// and moves each task's next run to its schedule's next tick.
-fn claim_rows(
-    connection: &mut SqliteConnection,
-    rows: Vec<TaskRow>,
-    now: DateTime<Utc>,
-    runner: &str,
-) -> Result<Vec<Claim>> {
-    if rows.is_empty() {
-        return Ok(Vec::new());
-    }
-    let tasks: Vec<Task> = rows.into_iter().map(Task::from).collect();
-    let inserts: Vec<InsertExecution<'_>> = tasks
-        .iter()
-        .map(|task| InsertExecution {
-            task_id: Some(task.id),
-            command: &task.command,
-            arguments: encode_arguments(&task.arguments),
-            queue: Some(&task.queue),
-            status: Status::Ongoing.as_str(),
-            due_at: Some(to_db(task.next_run)),
-            started: Some(to_db(now)),
-            runner: Some(runner),
-        })
-        .collect();
-    // One row a statement: diesel caches the prepared single-row insert,
-    // where a many-row one would be compiled anew for each batch size,
-    // which measured slower.
-    let mut ids = Vec::with_capacity(inserts.len());
-    for insert in &inserts {
-        let id: i64 = diesel::insert_into(executions::table)
-            .values(insert)
-            .returning(executions::id)
-            .get_result(connection)?;
-        ids.push(id);
-    }
-    drop(inserts);
-
-    let mut claims = Vec::with_capacity(tasks.len());
-    let mut moves: HashMap<chrono::NaiveDateTime, Vec<i64>> = HashMap::new();
-    for (task, execution_id) in tasks.into_iter().zip(ids) {
-        let due_at = task.next_run;
-        let rejected = match task.schedule() {
-            Ok(schedule) => {
-                let next_run = to_db(schedule.next_after(due_at, now));
-                moves.entry(next_run).or_default().push(task.id);
-                None
-            }
-            Err(error) => Some(reject_task(connection, &task, execution_id, &error, now)?),
-        };
-        claims.push(Claim {
-            execution_id,
-            task,
-            due_at,
-            rejected,
-        });
-    }
-    // Tasks of one schedule claimed together share their next run, so this
-    // is usually one statement.
-    for (next_run, ids) in moves {
-        diesel::update(tasks::table.filter(tasks::id.eq_any(&ids)))
-            .set(tasks::next_run.eq(next_run))
-            .execute(connection)?;
-    }
-    Ok(claims)
-}
-
-/// Pauses a task whose schedule cannot be read and ends its execution as
-/// `error` with the reason, which it returns. Without a next run the task
-/// would be due again at once, so it is paused instead of looping.
-fn reject_task(
-    connection: &mut SqliteConnection,
-    task: &Task,
-    execution_id: i64,
-    error: &impl std::fmt::Display,
-    now: DateTime<Utc>,
-) -> Result<String> {
-    let message = format!(
-        "error: task {id} has an invalid schedule: {error}; the task was paused, so fix \
-         it with `tasks edit {id} --every SECONDS` (or `--cron`) and resume it with \
-         `tasks resume {id}`",
-        id = task.id
-    );
-    diesel::update(tasks::table.find(task.id))
-        .set((tasks::paused.eq(true), tasks::updated_at.eq(to_db(now))))
-        .execute(connection)?;
-    diesel::update(executions::table.find(execution_id))
-        .set((
-            executions::status.eq(Status::Error.as_str()),
-            executions::ended.eq(to_db(now)),
-            executions::runtime_seconds.eq(0.0),
-            executions::output.eq(&message),
-        ))
-        .execute(connection)?;
-    Ok(message)
-}
-
-fn mark_killed(
-    connection: &mut SqliteConnection,
-    ids: &[i64],
-    reason: &str,
-    now: DateTime<Utc>,
-) -> Result<()> {
-    for &id in ids {
-        let row: ExecutionRow = executions::table
-            .find(id)
-            .select(ExecutionRow::as_select())
-            .first(connection)?;
-        let runtime = row
-            .started
-            .map(|started| (now - from_db(started)).as_seconds_f64().max(0.0));
-        let output = if row.output.is_empty() {
-            reason.to_owned()
-        } else {
-            format!("{}\n{reason}", row.output)
-        };
-        diesel::update(executions::table.find(id))
-            .set((
-                executions::status.eq(Status::Killed.as_str()),
-                executions::ended.eq(to_db(now)),
-                executions::runtime_seconds.eq(runtime),
-                executions::output.eq(output),
-            ))
-            .execute(connection)?;
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1634,25 +1116,10 @@ mod tests {
     }
 
     #[test]
-    fn sqlite_urls_resolve_to_paths() {
-        assert_eq!(sqlite_path("a.sqlite3").unwrap(), Path::new("a.sqlite3"));
-        assert_eq!(
-            sqlite_path("sqlite:///tmp/a.db").unwrap(),
-            Path::new("/tmp/a.db")
-        );
-        assert_eq!(sqlite_path("sqlite:b.db").unwrap(), Path::new("b.db"));
-    }
-
-    #[test]
-    fn other_schemes_are_rejected_without_password() {
-        let error = sqlite_path("postgres://app:hunter2@db/prod").unwrap_err();
+    fn unknown_schemes_are_rejected_without_password() {
+        let error = BackendKind::of("oracle://app:hunter2@db/prod").unwrap_err();
         let message = error.to_string();
-        assert!(message.contains("postgres://app:***@db/prod"), "{message}");
+        assert!(message.contains("oracle://app:***@db/prod"), "{message}");
         assert!(!message.contains("hunter2"), "{message}");
-    }
-
-    #[test]
-    fn memory_database_is_rejected() {
-        assert!(sqlite_path(":memory:").is_err());
     }
 }

@@ -1,0 +1,142 @@
+// What the PostgreSQL and MySQL backends share, included by both after
+// they define `Conn`, `Db` and `MIGRATIONS`: database servers take
+// concurrent writers and can be shared by runners on several hosts, so a
+// claim takes each tick with a conditional update instead of holding a
+// file lock.
+
+/// Connections a process keeps to the server at most.
+const POOL_SIZE: u32 = 8;
+
+/// How long taking a connection from the pool may wait, which bounds how
+/// long a call waits for a server that does not answer.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Counts each statement a connection sends.
+#[derive(Debug)]
+struct CountStatements {
+    statements: Arc<AtomicU64>,
+}
+
+impl CustomizeConnection<Conn, diesel::r2d2::Error> for CountStatements {
+    fn on_acquire(&self, connection: &mut Conn) -> Result<(), diesel::r2d2::Error> {
+        let statements = self.statements.clone();
+        connection.set_instrumentation(move |event: InstrumentationEvent<'_>| {
+            if matches!(event, InstrumentationEvent::StartQuery { .. }) {
+                statements.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        Ok(())
+    }
+}
+
+/// Connects to the server at `url`, applies the migrations and returns the
+/// pool.
+pub(super) fn open(url: &str) -> Result<Opened> {
+    let shown = redact(url.trim());
+    // A first connection fails at once, with the server's own reason,
+    // where the pool would retry until its timeout.
+    let mut connection = Conn::establish(url.trim()).map_err(|error| StoreError::Open {
+        url: shown.clone(),
+        reason: format!("{error}; check that the server runs and that the URL's host, port, user, password and database are right"),
+    })?;
+    migrate(&mut connection).map_err(|error| StoreError::Migration {
+        url: shown.clone(),
+        reason: error.to_string(),
+    })?;
+    drop(connection);
+
+    let statements = Arc::new(AtomicU64::new(0));
+    let pool = Pool::builder()
+        .max_size(POOL_SIZE)
+        .min_idle(Some(1))
+        // A server connection can break (restart, idle timeout), so the
+        // pool checks each one before handing it out.
+        .test_on_check_out(true)
+        .connection_timeout(CONNECT_TIMEOUT)
+        .connection_customizer(Box::new(CountStatements {
+            statements: statements.clone(),
+        }))
+        .build(ConnectionManager::<Conn>::new(url.trim()))
+        .map_err(|error| StoreError::Open {
+            url: shown.clone(),
+            reason: error.to_string(),
+        })?;
+    Ok(Opened {
+        backend: backend(pool),
+        url: shown.clone(),
+        key_source: shown,
+        statements,
+        writer: None,
+    })
+}
+
+/// A server takes concurrent writers: there is no writer turn.
+pub(super) fn writer_turn(_inner: &StoreInner) -> Option<std::sync::MutexGuard<'_, ()>> {
+    None
+}
+
+pub(super) fn begin_write<T>(
+    connection: &mut Conn,
+    work: impl FnOnce(&mut Conn) -> Result<T>,
+) -> Result<T> {
+    connection.transaction(work)
+}
+
+/// Returns when the next task of `queue` falls due.
+pub(super) fn first_due(
+    connection: &mut Conn,
+    queue: &str,
+) -> Result<Option<chrono::NaiveDateTime>> {
+    Ok(next_due_query(queue, Some(1))
+        .get_result::<chrono::NaiveDateTime>(connection)
+        .optional()?)
+}
+
+/// Returns up to `limit` tasks of `queue` due at `now`, as candidates:
+/// another runner may take any of them first (see [`take_tick`]).
+pub(super) fn load_due_now(
+    connection: &mut Conn,
+    queue: &str,
+    now: DateTime<Utc>,
+    limit: usize,
+) -> Result<Vec<TaskRow>> {
+    Ok(due_now_query(queue, now, Some(limit)).load(connection)?)
+}
+
+/// Nothing to gather: [`take_tick`] writes each move itself.
+#[derive(Debug, Default)]
+pub(super) struct Moves;
+
+/// Takes the tick of task `id` due at `due`, moving its next run to
+/// `next_run`, and returns whether this runner got it.
+///
+/// The update applies only while the task's next run is still `due`, the
+/// task is not paused and no run of it is ongoing. When two runners race
+/// for one tick, the server makes the second wait on the row until the
+/// first commits, then finds the next run moved and updates nothing. The
+/// next run is the token of the tick, whatever the runners' clocks say.
+pub(super) fn take_tick(
+    connection: &mut Conn,
+    _moves: &mut Moves,
+    id: i64,
+    due: chrono::NaiveDateTime,
+    next_run: chrono::NaiveDateTime,
+) -> Result<bool> {
+    let ongoing = executions::table
+        .filter(executions::task_id.eq(tasks::id.nullable()))
+        .filter(Condition(ONGOING_STATUS_SQL));
+    let taken = diesel::update(
+        tasks::table
+            .filter(tasks::id.eq(id))
+            .filter(tasks::next_run.eq(due))
+            .filter(tasks::paused.eq(false))
+            .filter(diesel::dsl::not(diesel::dsl::exists(ongoing))),
+    )
+    .set(tasks::next_run.eq(next_run))
+    .execute(connection)?;
+    Ok(taken == 1)
+}
+
+pub(super) fn apply_moves(_connection: &mut Conn, _moves: Moves) -> Result<()> {
+    Ok(())
+}
