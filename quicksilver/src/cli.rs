@@ -869,6 +869,8 @@ async fn run_foreground(options: &CliOptions, args: RunArgs) -> Outcome {
         max_duration: None,
         lock_dir: lock_dir(options),
         holder: format!("pid {} foreground run {identity}", std::process::id()),
+        lease_holder: identity.clone(),
+        lease_timeout: crate::runner::DEFAULT_HEARTBEAT_TIMEOUT,
         echo: true,
         commands: tokio::runtime::Handle::current(),
     };

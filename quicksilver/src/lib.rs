@@ -31,10 +31,11 @@ pub use crate::execution::{Execution, ExecutionFilter, Status, UnknownStatus};
 pub use crate::lock::{LockError, LOCK_DIR_VAR};
 pub use crate::output::{capture_layer, CaptureLayer, OUTPUT_LIMIT};
 pub use crate::runner::{
-    Runner, RunnerBuilder, RunnerError, StopReason, DEFAULT_GRACE_PERIOD, DEFAULT_SLEEP_DURATION,
+    Runner, RunnerBuilder, RunnerError, StopReason, DEFAULT_GRACE_PERIOD,
+    DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_HEARTBEAT_TIMEOUT, DEFAULT_SLEEP_DURATION,
 };
 pub use crate::schedule::{CronSchedule, Schedule, ScheduleError};
-pub use crate::store::{Store, StoreError};
+pub use crate::store::{RunnerInfo, Store, StoreError};
 pub use crate::task::{
     declarations, DeclarationError, Declared, NewTask, Task, TaskChanges, TaskDeclaration,
     TaskFilter, DEFAULT_QUEUE,

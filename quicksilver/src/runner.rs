@@ -19,7 +19,7 @@ use crate::context::{Context, ContextParts};
 use crate::execution::{summary_line, Status};
 use crate::lock::{self, Attempt, LockError, LockKind};
 use crate::output::{self, OutputBuffer, EXECUTION_SPAN, OUTPUT_LIMIT};
-use crate::store::{Claim, Finish, Store, StoreError};
+use crate::store::{Claim, Finish, RunnerRecord, Store, StoreError};
 use crate::task::DEFAULT_QUEUE;
 
 /// How long before a due time the runner's timer fires, to finish the
@@ -37,6 +37,12 @@ const MAX_CLAIM_LEAD: Duration = Duration::from_millis(50);
 
 /// The default bound on how long the runner sleeps between checks.
 pub const DEFAULT_SLEEP_DURATION: Duration = Duration::from_secs(5);
+
+/// The default time between two heartbeats of a runner.
+pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(15);
+
+/// The default age of a heartbeat after which its runner counts as dead.
+pub const DEFAULT_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(45);
 
 /// The default time running executions get to finish after a stop signal.
 pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(20);
@@ -154,6 +160,8 @@ struct Options {
     lock_dir: PathBuf,
     handle_signals: bool,
     on_execution_end: Option<Arc<ExecutionHook>>,
+    heartbeat_interval: Duration,
+    heartbeat_timeout: Duration,
 }
 
 /// A callback the runner calls with each execution it recorded.
@@ -197,6 +205,8 @@ impl Runner {
                 lock_dir: lock::default_lock_dir(),
                 handle_signals: true,
                 on_execution_end: None,
+                heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
+                heartbeat_timeout: DEFAULT_HEARTBEAT_TIMEOUT,
             },
         }
     }
@@ -368,6 +378,22 @@ impl RunnerBuilder {
         self
     }
 
+    /// Sets how often the runner writes its heartbeat (15 s by default),
+    /// and how old another runner's heartbeat may be before that runner
+    /// counts as dead (45 s by default).
+    ///
+    /// At each heartbeat the runner also looks for dead runners of its
+    /// queue: their `ongoing` executions become `killed` and their leases
+    /// are released, so a dead runner's runs are recorded within about
+    /// `timeout + interval`. The timeout must exceed the interval by the
+    /// clock difference between hosts and the longest database outage to
+    /// ride out; at least twice the interval is required.
+    pub fn heartbeat(mut self, interval: Duration, timeout: Duration) -> Self {
+        self.options.heartbeat_interval = interval;
+        self.options.heartbeat_timeout = timeout;
+        self
+    }
+
     /// Sets whether SIGINT and SIGTERM stop the runner (on by default).
     pub fn handle_signals(mut self, handle_signals: bool) -> Self {
         self.options.handle_signals = handle_signals;
@@ -421,7 +447,21 @@ impl RunnerBuilder {
                 reason: "use at least 10 ms; the runner wakes at each due time anyway",
             });
         }
+        if options.heartbeat_interval < Duration::from_millis(100)
+            || options.heartbeat_timeout < options.heartbeat_interval * 2
+        {
+            return Err(RunnerError::InvalidOption {
+                option: "heartbeat",
+                value: format!(
+                    "interval {:?}, timeout {:?}",
+                    options.heartbeat_interval, options.heartbeat_timeout
+                ),
+                reason: "use an interval of at least 100 ms and a timeout of at least twice \
+                         the interval",
+            });
+        }
         let durations = [
+            ("heartbeat", Some(options.heartbeat_timeout)),
             ("sleep_duration", Some(options.sleep_duration)),
             ("grace_period", Some(options.grace_period)),
             ("restart_after", options.restart_after),
@@ -519,6 +559,13 @@ fn runner_is_alive(identity: &str) -> bool {
     matches!((theirs, ours), (Ok(theirs), Ok(ours)) if theirs == ours)
 }
 
+/// Returns whether the runner with `identity` runs on this host.
+fn runs_on_this_host(identity: &str) -> bool {
+    let mut parts = identity.rsplitn(3, ':');
+    let host = parts.nth(2);
+    host == Some(host_name().as_str())
+}
+
 fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
@@ -590,7 +637,76 @@ impl RunState {
         }
 
         self.kill_orphans(&span).await?;
-        self.serve(shutdown).instrument(span).await
+        let record = self.runner_record();
+        retry(&span, "register the runner", || {
+            self.store
+                .register_runner(record.clone(), self.options.clock.now())
+        })
+        .await?;
+        let stopped = self.serve(shutdown).instrument(span.clone()).await;
+        if let Err(error) = self
+            .store
+            .stop_runner(&self.identity, self.options.clock.now())
+            .await
+        {
+            tracing::warn!(parent: &span, error = %CauseChain(&error),
+                "recording the runner's stop failed; other runners will take it for dead \
+                 once its heartbeat is too old");
+        }
+        stopped
+    }
+
+    /// The row that describes this runner to the other runners.
+    fn runner_record(&self) -> RunnerRecord {
+        RunnerRecord {
+            identity: self.identity.to_string(),
+            queue: self.options.queue.clone(),
+            host: host_name(),
+            pid: std::process::id(),
+        }
+    }
+
+    /// Writes this runner's heartbeat, then marks the runs of dead runners
+    /// of the queue `killed`. A failure is logged and tried again at the
+    /// next heartbeat.
+    async fn beat(&self, failures: &mut u32) {
+        let now = self.options.clock.now();
+        let beat = self.store.heartbeat(self.runner_record(), now).await;
+        let timeout = self.options.heartbeat_timeout;
+        let reaped = match beat {
+            Ok(()) => {
+                let reason = format!(
+                    "killed: the runner of this execution sent no heartbeat for over {} \
+                     (found by runner {} at {})",
+                    humanize(timeout),
+                    self.identity,
+                    now.to_rfc3339()
+                );
+                self.store
+                    .reap_dead_runners(&self.options.queue, now - to_delta(timeout), now, reason)
+                    .await
+            }
+            Err(error) => Err(error),
+        };
+        match reaped {
+            Ok(killed) => {
+                if *failures > 0 {
+                    tracing::info!(failures = *failures, "heartbeat written again");
+                }
+                *failures = 0;
+                for (execution_id, runner) in killed {
+                    tracing::warn!(execution.id = execution_id, runner.id = %runner,
+                        "marked execution killed: its runner stopped sending heartbeats");
+                }
+            }
+            Err(error) => {
+                *failures += 1;
+                if *failures == 1 || failures.is_power_of_two() {
+                    tracing::error!(error = %CauseChain(&error), failures = *failures,
+                        "writing the heartbeat failed; retrying at the next one");
+                }
+            }
+        }
     }
 
     /// Marks the executions of this queue left `ongoing` by a runner that
@@ -605,8 +721,12 @@ impl RunState {
             now.to_rfc3339()
         );
         let (killed, spared) = retry(span, "mark orphaned executions", || {
+            // Runs of runners on other hosts are left to the heartbeat
+            // check, which alone can tell whether those runners live.
             self.store
-                .kill_ongoing(&self.options.queue, reason.clone(), now, runner_is_alive)
+                .kill_ongoing(&self.options.queue, reason.clone(), now, |runner| {
+                    runner_is_alive(runner) || !runs_on_this_host(runner)
+                })
         })
         .await?;
         for execution_id in killed {
@@ -640,6 +760,8 @@ impl RunState {
         let mut changes = self.store.watch_changes();
         let mut expected_due = None;
         let mut claim_lead = MIN_CLAIM_LEAD;
+        let mut next_heartbeat = tokio::time::Instant::now() + options.heartbeat_interval;
+        let mut heartbeat_failures = 0u32;
 
         let reason = loop {
             let now = clock.now();
@@ -716,6 +838,10 @@ impl RunState {
                 Some(()) = running.join_next(), if !running.is_empty() => {}
                 reason = &mut stop => break reason,
                 () = sleep_until_option(restart_at) => break StopReason::RestartDue,
+                () = tokio::time::sleep_until(next_heartbeat) => {
+                    self.beat(&mut heartbeat_failures).await;
+                    next_heartbeat = tokio::time::Instant::now() + options.heartbeat_interval;
+                }
             }
         };
 
@@ -916,6 +1042,8 @@ impl Execution {
             max_duration: task.max_duration().or(self.options.default_max_duration),
             lock_dir: self.options.lock_dir.clone(),
             holder: format!("pid {} runner {}", std::process::id(), self.identity),
+            lease_holder: self.identity.to_string(),
+            lease_timeout: self.options.heartbeat_timeout,
             echo: false,
             commands: self.commands.clone(),
         };
@@ -959,6 +1087,11 @@ pub(crate) struct RunRequest {
     pub(crate) max_duration: Option<Duration>,
     pub(crate) lock_dir: PathBuf,
     pub(crate) holder: String,
+    /// Who holds the command's lease in the database: the runner's
+    /// identity.
+    pub(crate) lease_holder: String,
+    /// How long the lease lasts unless renewed.
+    pub(crate) lease_timeout: Duration,
     pub(crate) echo: bool,
     /// The runtime that runs the command itself: the host's.
     pub(crate) commands: tokio::runtime::Handle,
@@ -1037,9 +1170,35 @@ pub(crate) async fn run_command(
             LockKind::Command,
             descriptor.name(),
         );
-        match lock::try_lock(&path, &request.holder) {
-            Ok(Attempt::Acquired(held)) => Some(held),
+        let taken = match lock::try_lock(&path, &request.holder) {
+            Ok(Attempt::Acquired(held)) => {
+                // The file lock covers this machine; the lease in the
+                // database covers the other hosts that share it.
+                let now = request.clock.now();
+                let lease = request
+                    .store
+                    .take_lease(
+                        &lease_name(descriptor.name()),
+                        &request.lease_holder,
+                        Some(request.execution_id),
+                        now,
+                        now + to_delta(request.lease_timeout),
+                    )
+                    .await;
+                match lease {
+                    Ok(None) => Ok(held),
+                    Ok(Some(holder)) => Err(Ok(format!("runner {holder}, on another host"))),
+                    Err(error) => Err(Err(error.to_string())),
+                }
+            }
             Ok(Attempt::Taken { holder }) => {
+                Err(Ok(format!("{holder}; lock file {}", path.display())))
+            }
+            Err(error) => Err(Err(CauseChain(&error).to_string())),
+        };
+        match taken {
+            Ok(held) => Some(held),
+            Err(Ok(holder)) => {
                 let schedule_note = if request.task_id.is_some() {
                     "; the task keeps its schedule"
                 } else {
@@ -1047,15 +1206,14 @@ pub(crate) async fn run_command(
                 };
                 finish.output = format!(
                     "error: skipped: command `{}` is locked, so at most one run of it goes at a \
-                     time, and another run has the lock ({holder}; lock file {}){schedule_note}",
+                     time, and another run has the lock ({holder}){schedule_note}",
                     descriptor.name(),
-                    path.display()
                 );
                 finish.ended = request.clock.now();
                 return finish;
             }
-            Err(error) => {
-                finish.output = format!("error: {}", CauseChain(&error));
+            Err(Err(error)) => {
+                finish.output = format!("error: {error}");
                 finish.ended = request.clock.now();
                 return finish;
             }
@@ -1063,6 +1221,9 @@ pub(crate) async fn run_command(
     } else {
         None
     };
+    let lease = _command_lock
+        .as_ref()
+        .map(|_| lease_name(descriptor.name()));
 
     let registration = output::register(buffer.clone());
     let span = tracing::info_span!(
@@ -1115,7 +1276,18 @@ pub(crate) async fn run_command(
             handle.abort();
             (Status::Killed, Some(message))
         }
+        () = keep_lease(&request, lease.as_deref()) => unreachable!("keeping a lease never ends"),
     };
+    if let Some(name) = &lease {
+        if let Err(error) = request
+            .store
+            .release_lease(name, &request.lease_holder)
+            .await
+        {
+            tracing::warn!(lease = %name, error = %CauseChain(&error),
+                "releasing the command's lease failed; it frees itself when it expires");
+        }
+    }
 
     if handle.is_finished() || status != Status::Killed {
         drop(registration);
@@ -1138,6 +1310,37 @@ pub(crate) async fn run_command(
     finish.runtime = started.elapsed();
     finish.ended = request.clock.now();
     finish
+}
+
+/// The name of the lease that a command declared with `lock` holds while
+/// it runs.
+fn lease_name(command: &str) -> String {
+    format!("command:{command}")
+}
+
+/// Renews the lease `name`, when there is one, until the future is
+/// dropped: every third of the lease's timeout, so that it expires only
+/// when its holder is gone.
+async fn keep_lease(request: &RunRequest, name: Option<&str>) {
+    let Some(name) = name else {
+        return std::future::pending().await;
+    };
+    loop {
+        tokio::time::sleep(request.lease_timeout / 3).await;
+        let expires_at = request.clock.now() + to_delta(request.lease_timeout);
+        match request
+            .store
+            .renew_lease(name, &request.lease_holder, expires_at)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(lease = %name,
+                "the command's lease was taken over, so another host may run it too; \
+                 the runner's heartbeat stopped for longer than its timeout"),
+            Err(error) => tracing::warn!(lease = %name, error = %CauseChain(&error),
+                "renewing the command's lease failed; retrying"),
+        }
+    }
 }
 
 /// Writes the end of an execution, retrying while the database is busy or

@@ -4,8 +4,14 @@
 //! starts the real runner on a tokio task ([`BackgroundRunner`]). The tests
 //! wait for results by polling the store until a deadline, so that a failing
 //! test ends with the executions it saw instead of hanging.
+//!
+//! [`backends`] gives a test a fresh database on SQLite, PostgreSQL or MySQL
+//! by URL, and [`backend_tests!`] runs one test body on each backend.
 
+pub mod backends;
 pub mod process;
+
+pub use backends::{enabled_backends, Backend, TestDatabase};
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};

@@ -6,6 +6,7 @@
 
 mod rows;
 mod schema;
+mod sql_types;
 
 #[cfg(feature = "mysql")]
 mod mysql;
@@ -25,16 +26,15 @@ use diesel::query_builder::QueryFragment;
 use diesel::query_builder::QueryId;
 use diesel::query_dsl::LoadQuery;
 use diesel::r2d2::{ConnectionManager, Pool};
-use diesel::sqlite::SqliteConnection;
 use tokio::sync::watch;
 
 use self::rows::{
     encode_arguments, from_db, to_db, ExecutionRow, InsertExecution, InsertTask, TaskRow,
 };
 use self::schema::{quicksilver_executions as executions, quicksilver_tasks as tasks};
+use self::sql_types::{StoredTime, UtcTime};
 use crate::execution::{Execution, ExecutionFilter, Status};
 use crate::task::{NewTask, Task, TaskChanges, TaskFilter};
-
 
 /// The environment variable that contains the database URL.
 pub const DATABASE_URL_VAR: &str = "QUICKSILVER_DATABASE_URL";
@@ -214,27 +214,27 @@ struct FinishQueue {
 /// with that backend's queries (`ops.rs` and its module) in scope.
 macro_rules! on_backend {
     ($store:expr, |$connection:ident, $inner:ident| $body:expr) => {{
-        let store: &Store = $store;
+        let store: &$crate::store::Store = $store;
         #[allow(unused_variables)]
         let $inner = store.inner.clone();
         match &store.inner.backend {
             #[cfg(feature = "sqlite")]
-            Backend::Sqlite(pool) => {
+            $crate::store::Backend::Sqlite(pool) => {
                 #[allow(unused_imports, clippy::wildcard_imports)]
-                use self::sqlite::*;
-                run_blocking(pool.clone(), move |$connection: &mut Conn| $body).await
+                use $crate::store::sqlite::*;
+                $crate::store::run_blocking(pool.clone(), move |$connection: &mut Conn| $body).await
             }
             #[cfg(feature = "postgres")]
-            Backend::Postgres(pool) => {
+            $crate::store::Backend::Postgres(pool) => {
                 #[allow(unused_imports, clippy::wildcard_imports)]
-                use self::postgres::*;
-                run_blocking(pool.clone(), move |$connection: &mut Conn| $body).await
+                use $crate::store::postgres::*;
+                $crate::store::run_blocking(pool.clone(), move |$connection: &mut Conn| $body).await
             }
             #[cfg(feature = "mysql")]
-            Backend::Mysql(pool) => {
+            $crate::store::Backend::Mysql(pool) => {
                 #[allow(unused_imports, clippy::wildcard_imports)]
-                use self::mysql::*;
-                run_blocking(pool.clone(), move |$connection: &mut Conn| $body).await
+                use $crate::store::mysql::*;
+                $crate::store::run_blocking(pool.clone(), move |$connection: &mut Conn| $body).await
             }
         }
     }};
@@ -244,7 +244,7 @@ macro_rules! on_backend {
 /// this process's writer turn, and counts the write.
 macro_rules! write_on_backend {
     ($store:expr, |$connection:ident| $body:expr) => {{
-        let store: &Store = $store;
+        let store: &$crate::store::Store = $store;
         let result = on_backend!(store, |connection, inner| {
             write_in_turn(&inner, connection, move |$connection| $body)
         });
@@ -252,6 +252,11 @@ macro_rules! write_on_backend {
         result
     }};
 }
+
+mod coordination;
+
+pub use self::coordination::RunnerInfo;
+pub(crate) use self::coordination::RunnerRecord;
 
 /// Runs `work` with a connection of `pool` on tokio's blocking pool.
 async fn run_blocking<C, T, F>(pool: Pool<ConnectionManager<C>>, work: F) -> Result<T>
@@ -452,9 +457,9 @@ impl Store {
         validate_changes(&changes)?;
         let now = Utc::now();
         let updated = write_on_backend!(self, |connection| {
-                apply_changes(connection, id, changes, now)?;
-                load_task(connection, id)
-            })?;
+            apply_changes(connection, id, changes, now)?;
+            load_task(connection, id)
+        })?;
         self.notify_change();
         Ok(updated)
     }
@@ -554,24 +559,24 @@ impl Store {
         }
         let now = Utc::now();
         let inserted = write_on_backend!(self, |connection| {
-                let mut inserted = Vec::new();
-                for task in &declared {
-                    let exists = match &task.declaration {
-                        Some(id) => {
-                            tasks::table
-                                .filter(tasks::declaration.eq(id))
-                                .count()
-                                .get_result::<i64>(connection)?
-                                > 0
-                        }
-                        None => false,
-                    };
-                    if !exists {
-                        inserted.push(insert_task(connection, task, now)?);
+            let mut inserted = Vec::new();
+            for task in &declared {
+                let exists = match &task.declaration {
+                    Some(id) => {
+                        tasks::table
+                            .filter(tasks::declaration.eq(id))
+                            .count()
+                            .get_result::<i64>(connection)?
+                            > 0
                     }
+                    None => false,
+                };
+                if !exists {
+                    inserted.push(insert_task(connection, task, now)?);
                 }
-                Ok(inserted)
-            })?;
+            }
+            Ok(inserted)
+        })?;
         if !inserted.is_empty() {
             self.notify_change();
         }
@@ -700,31 +705,30 @@ impl Store {
         let queue = queue.to_owned();
         let runner = runner.to_owned();
         let (batch, moved) = on_backend!(self, |connection, inner| {
-                // Most wake-ups that were not expected find nothing due:
-                // check them with a read first, so that an idle runner never
-                // takes the write lock.
-                let next_due = if expected && limit > 0 {
-                    Some(now)
-                } else {
-                    first_due(connection, &queue)?.map(from_db)
+            // Most wake-ups that were not expected find nothing due:
+            // check them with a read first, so that an idle runner never
+            // takes the write lock.
+            let next_due = if expected && limit > 0 {
+                Some(now)
+            } else {
+                first_due(connection, &queue)?.map(from_db)
+            };
+            if limit == 0 || next_due.is_none_or(|due| due > now) {
+                let batch = ClaimBatch {
+                    claims: Vec::new(),
+                    next_due,
                 };
-                if limit == 0 || next_due.is_none_or(|due| due > now) {
-                    let batch = ClaimBatch {
-                        claims: Vec::new(),
-                        next_due,
-                    };
-                    return Ok((batch, false));
-                }
-                let _turn = writer_turn(&inner);
-                let (moved, batch) =
-                    write_with_queued_finishes(&inner, connection, |connection| {
-                        let due = load_due_now(connection, &queue, now, limit)?;
-                        let claims = claim_rows(connection, due, now, &runner)?;
-                        let next_due = first_due(connection, &queue)?.map(from_db);
-                        Ok(ClaimBatch { claims, next_due })
-                    })?;
-                Ok((batch, moved))
+                return Ok((batch, false));
+            }
+            let _turn = writer_turn(&inner);
+            let (moved, batch) = write_with_queued_finishes(&inner, connection, |connection| {
+                let due = load_due_now(connection, &queue, now, limit)?;
+                let claims = claim_rows(connection, due, now, &runner)?;
+                let next_due = first_due(connection, &queue)?.map(from_db);
+                Ok(ClaimBatch { claims, next_due })
             })?;
+            Ok((batch, moved))
+        })?;
         if !batch.claims.is_empty() {
             self.count_write();
         }
@@ -797,16 +801,16 @@ impl Store {
     /// again retries.
     pub(crate) async fn flush_finish(&self, ticket: u64) -> Result<()> {
         let (wrote, moved) = on_backend!(self, |connection, inner| {
-                let _turn = writer_turn(&inner);
-                // Under the writer turn no write is under way, so an end
-                // that is no longer queued is written.
-                let queued = inner.finishes().pending.iter().any(|(t, _)| *t == ticket);
-                if !queued {
-                    return Ok((false, false));
-                }
-                let (moved, ()) = write_with_queued_finishes(&inner, connection, |_| Ok(()))?;
-                Ok((true, moved))
-            })?;
+            let _turn = writer_turn(&inner);
+            // Under the writer turn no write is under way, so an end
+            // that is no longer queued is written.
+            let queued = inner.finishes().pending.iter().any(|(t, _)| *t == ticket);
+            if !queued {
+                return Ok((false, false));
+            }
+            let (moved, ()) = write_with_queued_finishes(&inner, connection, |_| Ok(()))?;
+            Ok((true, moved))
+        })?;
         if wrote {
             self.count_write();
         }

@@ -39,9 +39,9 @@ fn migrate(connection: &mut Conn) -> Result<(), Box<dyn std::error::Error + Send
 /// `RETURNING`; `LAST_INSERT_ID()` is kept per connection, so another
 /// client's insert cannot change it.
 fn last_insert_id(connection: &mut Conn) -> Result<i64> {
-    let id: u64 = diesel::select(diesel::dsl::sql::<diesel::sql_types::Unsigned<diesel::sql_types::BigInt>>(
-        "LAST_INSERT_ID()",
-    ))
+    let id: u64 = diesel::select(diesel::dsl::sql::<
+        diesel::sql_types::Unsigned<diesel::sql_types::BigInt>,
+    >("LAST_INSERT_ID()"))
     .get_result(connection)?;
     i64::try_from(id).map_err(|_| StoreError::InvalidRow {
         row: format!("insert id {id}"),
@@ -80,7 +80,7 @@ pub(super) fn explain_due(connection: &mut Conn, queue: &str) -> Result<Vec<Stri
         access: Option<String>,
     }
 
-    use diesel::sql_types::{BigInt, Text, Timestamp};
+    use diesel::sql_types::{BigInt, Text};
     let now = Utc::now();
     let next = diesel::debug_query::<Db, _>(&next_due_query(queue, Some(1))).to_string();
     let due = diesel::debug_query::<Db, _>(&due_now_query(queue, now, Some(1))).to_string();
@@ -105,7 +105,7 @@ pub(super) fn explain_due(connection: &mut Conn, queue: &str) -> Result<Vec<Stri
     let sql = due.split(" -- binds: ").next().unwrap_or_default();
     let rows: Vec<PlanRow> = diesel::sql_query(format!("EXPLAIN {sql}"))
         .bind::<Text, _>(queue)
-        .bind::<Timestamp, _>(to_db(now))
+        .bind::<UtcTime, _>(to_db(now))
         .bind::<BigInt, _>(1)
         .load(connection)?;
     lines.extend(show(rows));

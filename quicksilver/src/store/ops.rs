@@ -226,7 +226,7 @@ impl QueryFragment<Db> for QueueIs<'_> {
 pub(super) fn next_due_query(
     queue: &str,
     limit: Option<usize>,
-) -> impl LoadQuery<'_, Conn, chrono::NaiveDateTime> + QueryFragment<Db> + '_ {
+) -> impl LoadQuery<'_, Conn, StoredTime> + QueryFragment<Db> + '_ {
     // Ordered rather than MIN, so that the database walks the index in
     // next-run order and stops at the first task without an ongoing run,
     // instead of reading every task of the queue.

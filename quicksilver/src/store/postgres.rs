@@ -63,7 +63,7 @@ pub(super) fn explain_due(connection: &mut Conn, queue: &str) -> Result<Vec<Stri
         line: String,
     }
 
-    use diesel::sql_types::{BigInt, Text, Timestamp};
+    use diesel::sql_types::{BigInt, Text};
     let now = Utc::now();
     let next = diesel::debug_query::<Db, _>(&next_due_query(queue, Some(1))).to_string();
     let due = diesel::debug_query::<Db, _>(&due_now_query(queue, now, Some(1))).to_string();
@@ -78,7 +78,7 @@ pub(super) fn explain_due(connection: &mut Conn, queue: &str) -> Result<Vec<Stri
     let sql = due.split(" -- binds: ").next().unwrap_or_default();
     let rows: Vec<PlanRow> = diesel::sql_query(format!("EXPLAIN {sql}"))
         .bind::<Text, _>(queue)
-        .bind::<Timestamp, _>(to_db(now))
+        .bind::<UtcTime, _>(to_db(now))
         .bind::<BigInt, _>(1)
         .load(connection)?;
     lines.extend(rows.into_iter().map(|row| format!("  {}", row.line)));

@@ -4,6 +4,7 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, Timelike, Utc};
 use diesel::prelude::*;
 
 use super::schema::{quicksilver_executions, quicksilver_tasks};
+use super::sql_types::StoredTime;
 use super::StoreError;
 use crate::execution::{Execution, Status};
 use crate::task::Task;
@@ -19,12 +20,12 @@ pub(crate) struct TaskRow {
     pub(crate) cron: Option<String>,
     pub(crate) time_zone: Option<String>,
     pub(crate) max_duration: Option<i64>,
-    pub(crate) next_run: NaiveDateTime,
-    pub(crate) alerts_postponed_until: Option<NaiveDateTime>,
+    pub(crate) next_run: StoredTime,
+    pub(crate) alerts_postponed_until: Option<StoredTime>,
     pub(crate) paused: bool,
     pub(crate) declaration: Option<String>,
-    pub(crate) created_at: NaiveDateTime,
-    pub(crate) updated_at: NaiveDateTime,
+    pub(crate) created_at: StoredTime,
+    pub(crate) updated_at: StoredTime,
 }
 
 #[derive(Debug, Insertable)]
@@ -37,11 +38,11 @@ pub(crate) struct InsertTask<'a> {
     pub(crate) cron: Option<String>,
     pub(crate) time_zone: Option<String>,
     pub(crate) max_duration: Option<i64>,
-    pub(crate) next_run: NaiveDateTime,
+    pub(crate) next_run: StoredTime,
     pub(crate) paused: bool,
     pub(crate) declaration: Option<&'a str>,
-    pub(crate) created_at: NaiveDateTime,
-    pub(crate) updated_at: NaiveDateTime,
+    pub(crate) created_at: StoredTime,
+    pub(crate) updated_at: StoredTime,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -53,9 +54,9 @@ pub(crate) struct ExecutionRow {
     pub(crate) arguments: String,
     pub(crate) queue: Option<String>,
     pub(crate) status: String,
-    pub(crate) due_at: Option<NaiveDateTime>,
-    pub(crate) started: Option<NaiveDateTime>,
-    pub(crate) ended: Option<NaiveDateTime>,
+    pub(crate) due_at: Option<StoredTime>,
+    pub(crate) started: Option<StoredTime>,
+    pub(crate) ended: Option<StoredTime>,
     pub(crate) runtime_seconds: Option<f64>,
     pub(crate) output: String,
     pub(crate) runner: Option<String>,
@@ -69,8 +70,8 @@ pub(crate) struct InsertExecution<'a> {
     pub(crate) arguments: String,
     pub(crate) queue: Option<&'a str>,
     pub(crate) status: &'static str,
-    pub(crate) due_at: Option<NaiveDateTime>,
-    pub(crate) started: Option<NaiveDateTime>,
+    pub(crate) due_at: Option<StoredTime>,
+    pub(crate) started: Option<StoredTime>,
     pub(crate) runner: Option<&'a str>,
 }
 
@@ -85,14 +86,14 @@ fn latest_stored() -> NaiveDateTime {
 
 /// Converts a time to the stored form: UTC, truncated to microseconds so
 /// that every backend stores the same value, and at most the year 9999.
-pub(crate) fn to_db(time: DateTime<Utc>) -> NaiveDateTime {
+pub(crate) fn to_db(time: DateTime<Utc>) -> StoredTime {
     let naive = time.naive_utc().min(latest_stored());
     let micros = naive.nanosecond() / 1_000 * 1_000;
-    naive.with_nanosecond(micros).unwrap_or(naive)
+    StoredTime(naive.with_nanosecond(micros).unwrap_or(naive))
 }
 
-pub(crate) fn from_db(time: NaiveDateTime) -> DateTime<Utc> {
-    time.and_utc()
+pub(crate) fn from_db(time: StoredTime) -> DateTime<Utc> {
+    time.0.and_utc()
 }
 
 pub(crate) fn encode_arguments(arguments: &[String]) -> String {
@@ -172,7 +173,7 @@ mod tests {
     #[test]
     fn far_future_is_stored_as_year_9999() {
         let stored = to_db(DateTime::<Utc>::MAX_UTC);
-        assert_eq!(stored.to_string(), "9999-12-31 23:59:59.999999");
+        assert_eq!(stored.0.to_string(), "9999-12-31 23:59:59.999999");
         assert!(to_db(Utc::now()) < stored);
     }
 

@@ -1,6 +1,9 @@
 //! Diesel table definitions, matching the embedded migrations.
 
 diesel::table! {
+    use diesel::sql_types::*;
+    use super::super::sql_types::UtcTime;
+
     quicksilver_tasks (id) {
         id -> BigInt,
         command -> Text,
@@ -10,16 +13,19 @@ diesel::table! {
         cron -> Nullable<Text>,
         time_zone -> Nullable<Text>,
         max_duration -> Nullable<BigInt>,
-        next_run -> Timestamp,
-        alerts_postponed_until -> Nullable<Timestamp>,
+        next_run -> UtcTime,
+        alerts_postponed_until -> Nullable<UtcTime>,
         paused -> Bool,
         declaration -> Nullable<Text>,
-        created_at -> Timestamp,
-        updated_at -> Timestamp,
+        created_at -> UtcTime,
+        updated_at -> UtcTime,
     }
 }
 
 diesel::table! {
+    use diesel::sql_types::*;
+    use super::super::sql_types::UtcTime;
+
     quicksilver_executions (id) {
         id -> BigInt,
         task_id -> Nullable<BigInt>,
@@ -27,9 +33,9 @@ diesel::table! {
         arguments -> Text,
         queue -> Nullable<Text>,
         status -> Text,
-        due_at -> Nullable<Timestamp>,
-        started -> Nullable<Timestamp>,
-        ended -> Nullable<Timestamp>,
+        due_at -> Nullable<UtcTime>,
+        started -> Nullable<UtcTime>,
+        ended -> Nullable<UtcTime>,
         runtime_seconds -> Nullable<Double>,
         output -> Text,
         runner -> Nullable<Text>,
@@ -37,4 +43,38 @@ diesel::table! {
 }
 
 diesel::joinable!(quicksilver_executions -> quicksilver_tasks (task_id));
-diesel::allow_tables_to_appear_in_same_query!(quicksilver_tasks, quicksilver_executions);
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use super::super::sql_types::UtcTime;
+
+    quicksilver_runners (id) {
+        id -> Text,
+        queue -> Text,
+        host -> Text,
+        pid -> BigInt,
+        started_at -> UtcTime,
+        heartbeat_at -> UtcTime,
+        stopped_at -> Nullable<UtcTime>,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use super::super::sql_types::UtcTime;
+
+    quicksilver_leases (name) {
+        name -> Text,
+        holder -> Text,
+        execution_id -> Nullable<BigInt>,
+        acquired_at -> UtcTime,
+        expires_at -> UtcTime,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(
+    quicksilver_tasks,
+    quicksilver_executions,
+    quicksilver_runners,
+    quicksilver_leases,
+);

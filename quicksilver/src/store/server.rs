@@ -86,9 +86,9 @@ pub(super) fn begin_write<T>(
 pub(super) fn first_due(
     connection: &mut Conn,
     queue: &str,
-) -> Result<Option<chrono::NaiveDateTime>> {
+) -> Result<Option<StoredTime>> {
     Ok(next_due_query(queue, Some(1))
-        .get_result::<chrono::NaiveDateTime>(connection)
+        .get_result::<StoredTime>(connection)
         .optional()?)
 }
 
@@ -105,7 +105,7 @@ pub(super) fn load_due_now(
 
 /// Nothing to gather: [`take_tick`] writes each move itself.
 #[derive(Debug, Default)]
-pub(super) struct Moves;
+pub(super) struct Moves(());
 
 /// Takes the tick of task `id` due at `due`, moving its next run to
 /// `next_run`, and returns whether this runner got it.
@@ -119,8 +119,8 @@ pub(super) fn take_tick(
     connection: &mut Conn,
     _moves: &mut Moves,
     id: i64,
-    due: chrono::NaiveDateTime,
-    next_run: chrono::NaiveDateTime,
+    due: StoredTime,
+    next_run: StoredTime,
 ) -> Result<bool> {
     let ongoing = executions::table
         .filter(executions::task_id.eq(tasks::id.nullable()))

@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
-use diesel::connection::{Connection as _, DefaultLoadingMode, InstrumentationEvent, SimpleConnection};
+use diesel::connection::{
+    Connection as _, DefaultLoadingMode, InstrumentationEvent, SimpleConnection,
+};
 use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
@@ -33,10 +35,11 @@ include!("ops.rs");
 /// instead of racing for the file lock and sleeping in SQLite's busy
 /// handler.
 pub(super) fn writer_turn(inner: &StoreInner) -> Option<std::sync::MutexGuard<'_, ()>> {
-    inner
-        .writer
-        .as_ref()
-        .map(|writer| writer.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+    inner.writer.as_ref().map(|writer| {
+        writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    })
 }
 
 /// Runs `work` in a `BEGIN IMMEDIATE` transaction, which holds SQLite's
@@ -68,12 +71,9 @@ pub(super) fn insert_execution_row(
 /// Returns when the next task of `queue` falls due. Rows are read from
 /// the statement until the first, instead of binding a `LIMIT`, which
 /// would make SQLite compile the statement again at each use.
-pub(super) fn first_due(
-    connection: &mut Conn,
-    queue: &str,
-) -> Result<Option<chrono::NaiveDateTime>> {
+pub(super) fn first_due(connection: &mut Conn, queue: &str) -> Result<Option<StoredTime>> {
     Ok(next_due_query(queue, None)
-        .load_iter::<chrono::NaiveDateTime, DefaultLoadingMode>(connection)?
+        .load_iter::<StoredTime, DefaultLoadingMode>(connection)?
         .next()
         .transpose()?)
 }
@@ -94,7 +94,7 @@ pub(super) fn load_due_now(
 
 /// The next runs that a claim moves, grouped by the new next run.
 #[derive(Debug, Default)]
-pub(super) struct Moves(HashMap<chrono::NaiveDateTime, Vec<i64>>);
+pub(super) struct Moves(HashMap<StoredTime, Vec<i64>>);
 
 /// Takes the tick of task `id` due at `due`. The claim holds SQLite's
 /// write lock, so no other runner can take it: the move is only noted, and
@@ -103,8 +103,8 @@ pub(super) fn take_tick(
     _connection: &mut Conn,
     moves: &mut Moves,
     id: i64,
-    _due: chrono::NaiveDateTime,
-    next_run: chrono::NaiveDateTime,
+    _due: StoredTime,
+    next_run: StoredTime,
 ) -> Result<bool> {
     moves.0.entry(next_run).or_default().push(id);
     Ok(true)
@@ -129,7 +129,7 @@ pub(super) fn explain_due(connection: &mut Conn, queue: &str) -> Result<Vec<Stri
         detail: String,
     }
 
-    use diesel::sql_types::{Text, Timestamp};
+    use diesel::sql_types::Text;
     let now = Utc::now();
     let lookups = [
         ("next due", plain_sql(&next_due_query(queue, None))),
@@ -139,7 +139,7 @@ pub(super) fn explain_due(connection: &mut Conn, queue: &str) -> Result<Vec<Stri
     for (name, sql) in lookups {
         let explain = diesel::sql_query(format!("EXPLAIN QUERY PLAN {sql}")).bind::<Text, _>(queue);
         let rows: Vec<PlanRow> = if name == "due now" {
-            explain.bind::<Timestamp, _>(to_db(now)).load(connection)?
+            explain.bind::<UtcTime, _>(to_db(now)).load(connection)?
         } else {
             explain.load(connection)?
         };
@@ -185,8 +185,6 @@ impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for SqlitePragma
             .map_err(diesel::r2d2::Error::QueryError)
     }
 }
-
-
 
 pub(super) fn open(url: &str) -> Result<Opened> {
     let path = sqlite_path(url)?;
@@ -291,7 +289,6 @@ pub(super) fn checkpoint_in_background(pool: &Pool<ConnectionManager<Conn>>) {
     });
 }
 
-
 /// Opens `path` once and reads its schema version, and returns the reason,
 /// with a fix, when that fails.
 fn check_sqlite_file(path: &Path) -> Result<(), String> {
@@ -318,7 +315,6 @@ fn check_sqlite_file(path: &Path) -> Result<(), String> {
         })
 }
 
-
 pub(super) fn sqlite_path(url: &str) -> Result<PathBuf> {
     let trimmed = url.trim();
     let scheme = trimmed.split_once("://").map(|(scheme, _)| scheme);
@@ -344,7 +340,6 @@ pub(super) fn sqlite_path(url: &str) -> Result<PathBuf> {
     Ok(Path::new(path).to_path_buf())
 }
 
-
 /// Returns the writer turn of the database file at `path`, shared by every
 /// store of this process opened on it.
 fn shared_writer_turn(path: &Path) -> Arc<Mutex<()>> {
@@ -361,8 +356,6 @@ fn shared_writer_turn(path: &Path) -> Arc<Mutex<()>> {
     turns.insert(path.to_owned(), Arc::downgrade(&turn));
     turn
 }
-
-
 
 #[cfg(test)]
 mod tests {

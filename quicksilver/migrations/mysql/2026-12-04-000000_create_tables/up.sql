@@ -57,11 +57,6 @@ CREATE INDEX quicksilver_executions_status_started
     ON quicksilver_executions (status, started);
 CREATE INDEX quicksilver_executions_queue_status
     ON quicksilver_executions (queue, status);
--- A task's tick is recorded at most once. Rows with a NULL task_id or due_at,
--- such as foreground runs, never conflict, because an InnoDB unique index
--- allows any number of NULLs.
-CREATE UNIQUE INDEX quicksilver_executions_task_due
-    ON quicksilver_executions (task_id, due_at);
 -- Added after the indexes so that InnoDB backs it with one of them instead
 -- of creating an index of its own.
 ALTER TABLE quicksilver_executions

@@ -47,11 +47,6 @@ CREATE INDEX quicksilver_executions_status_started
     ON quicksilver_executions (status, started);
 CREATE INDEX quicksilver_executions_queue_status
     ON quicksilver_executions (queue, status);
--- A task's tick is recorded at most once. Rows with a NULL task_id or due_at,
--- such as foreground runs, never conflict, because a unique index treats
--- NULLs as distinct.
-CREATE UNIQUE INDEX quicksilver_executions_task_due
-    ON quicksilver_executions (task_id, due_at);
 
 -- Runners: one row per runner process, kept fresh by its heartbeat so that
 -- runners on other hosts can tell a live runner from a dead one.
