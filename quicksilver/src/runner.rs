@@ -669,7 +669,7 @@ impl RunState {
     /// Writes this runner's heartbeat, then marks the runs of dead runners
     /// of the queue `killed`. A failure is logged and tried again at the
     /// next heartbeat.
-    async fn beat(&self, failures: &mut u32) {
+    async fn beat(&self, failures: &mut u32, running: Vec<i64>) {
         let now = self.options.clock.now();
         let beat = self.store.heartbeat(self.runner_record(), now).await;
         let timeout = self.options.heartbeat_timeout;
@@ -685,6 +685,30 @@ impl RunState {
                 self.store
                     .reap_dead_runners(&self.options.queue, now - to_delta(timeout), now, reason)
                     .await
+            }
+            Err(error) => Err(error),
+        };
+        let reaped = match reaped {
+            Ok(killed) => {
+                let reason = format!(
+                    "killed: this run was claimed while the connection to the database broke, \
+                     so runner {} never started it (found at {})",
+                    self.identity,
+                    now.to_rfc3339()
+                );
+                self.store
+                    .kill_unknown_runs(&self.identity, running, now, reason)
+                    .await
+                    .map(|unknown| {
+                        for execution_id in unknown {
+                            tracing::warn!(
+                                execution.id = execution_id,
+                                "marked execution killed: its claim was cut off by a lost \
+                                 connection, so it never started"
+                            );
+                        }
+                        killed
+                    })
             }
             Err(error) => Err(error),
         };
@@ -758,6 +782,12 @@ impl RunState {
         let mut last_instant = Instant::now();
         let mut failures = 0u32;
         let mut changes = self.store.watch_changes();
+        // On PostgreSQL, changes that other processes make wake the runner
+        // at once; elsewhere it sees them at its next check.
+        let _listener = self
+            .store
+            .listen_for_changes()
+            .map(|listener| AbortOnDrop(listener.abort_handle()));
         let mut expected_due = None;
         let mut claim_lead = MIN_CLAIM_LEAD;
         let mut next_heartbeat = tokio::time::Instant::now() + options.heartbeat_interval;
@@ -839,7 +869,7 @@ impl RunState {
                 reason = &mut stop => break reason,
                 () = sleep_until_option(restart_at) => break StopReason::RestartDue,
                 () = tokio::time::sleep_until(next_heartbeat) => {
-                    self.beat(&mut heartbeat_failures).await;
+                    self.beat(&mut heartbeat_failures, running.execution_ids()).await;
                     next_heartbeat = tokio::time::Instant::now() + options.heartbeat_interval;
                 }
             }
@@ -943,6 +973,11 @@ impl Lanes {
 
     fn is_empty(&self) -> bool {
         self.set.is_empty()
+    }
+
+    /// Returns the ids of the executions running in the lanes.
+    fn execution_ids(&self) -> Vec<i64> {
+        self.executions.values().copied().collect()
     }
 
     fn spawn(&mut self, execution: Execution) {

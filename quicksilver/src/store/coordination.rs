@@ -152,6 +152,45 @@ impl Store {
             .collect())
     }
 
+    /// Marks `killed` the `ongoing` executions of `runner` that it does not
+    /// run: those of a claim whose commit reached the database while its
+    /// answer was lost with the connection. Without this, such a run would
+    /// stay `ongoing` under a live runner and block its task for good.
+    pub(crate) async fn kill_unknown_runs(
+        &self,
+        runner: &str,
+        running: Vec<i64>,
+        now: DateTime<Utc>,
+        reason: String,
+    ) -> Result<Vec<i64>> {
+        let runner = runner.to_owned();
+        let read_runner = runner.clone();
+        let ours: Vec<i64> = on_backend!(self, |connection, inner| {
+            Ok(executions::table
+                .filter(executions::runner.eq(&read_runner))
+                .filter(executions::status.eq(Status::Ongoing.as_str()))
+                .select(executions::id)
+                .load(connection)?)
+        })?;
+        let unknown: Vec<i64> = ours
+            .into_iter()
+            .filter(|id| !running.contains(id))
+            .collect();
+        if unknown.is_empty() {
+            return Ok(unknown);
+        }
+        write_on_backend!(self, |connection| {
+            let still: Vec<i64> = executions::table
+                .filter(executions::id.eq_any(&unknown))
+                .filter(executions::runner.eq(&runner))
+                .filter(executions::status.eq(Status::Ongoing.as_str()))
+                .select(executions::id)
+                .load(connection)?;
+            mark_killed(connection, &still, &reason, now)?;
+            Ok(still)
+        })
+    }
+
     /// Returns the runners recorded for `queue`, or for every queue, most
     /// recent heartbeat first.
     ///

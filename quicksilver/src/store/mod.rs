@@ -115,16 +115,47 @@ impl StoreError {
     /// Returns whether the error is the database being busy or unreachable,
     /// which a retry may cure, as opposed to a bad request.
     pub fn is_transient(&self) -> bool {
+        use diesel::result::{DatabaseErrorKind, Error};
         match self {
             StoreError::Pool(_) | StoreError::Worker(_) => true,
-            StoreError::Query(diesel::result::Error::DatabaseError(_, info)) => {
-                let message = info.message();
-                message.contains("locked") || message.contains("busy")
+            StoreError::Query(Error::DatabaseError(kind, info)) => {
+                matches!(
+                    kind,
+                    DatabaseErrorKind::ClosedConnection
+                        | DatabaseErrorKind::UnableToSendCommand
+                        | DatabaseErrorKind::SerializationFailure
+                ) || is_transient_message(info.message())
             }
-            StoreError::Query(diesel::result::Error::BrokenTransactionManager) => true,
+            StoreError::Query(Error::BrokenTransactionManager) => true,
             _ => false,
         }
     }
+}
+
+/// Returns whether a database error message says the database is busy or
+/// unreachable for now: SQLite's locks, a server that restarts or dropped
+/// the connection, or a lock wait that a retry can win.
+fn is_transient_message(message: &str) -> bool {
+    const TRANSIENT: [&str; 14] = [
+        // SQLite
+        "database is locked",
+        "database table is locked",
+        "busy",
+        // PostgreSQL
+        "terminating connection",
+        "server closed the connection",
+        "connection to server",
+        "the database system is starting up",
+        "the database system is shutting down",
+        "deadlock detected",
+        "could not serialize access",
+        // MySQL and MariaDB
+        "server has gone away",
+        "Lost connection",
+        "Deadlock found",
+        "Lock wait timeout",
+    ];
+    TRANSIENT.iter().any(|text| message.contains(text))
 }
 
 type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -158,6 +189,9 @@ struct StoreInner {
     backend: Backend,
     /// The database URL, without credentials.
     url: String,
+    /// The URL with its credentials, kept for the PostgreSQL listener's own
+    /// connection; empty on the other backends. Never shown.
+    listen_url: String,
     /// What names the database in lock file names: the SQLite file's full
     /// path, or the URL without credentials.
     key_source: String,
@@ -188,6 +222,7 @@ enum Backend {
 struct Opened {
     backend: Backend,
     url: String,
+    listen_url: String,
     key_source: String,
     statements: Arc<AtomicU64>,
     writer: Option<Arc<Mutex<()>>>,
@@ -322,6 +357,7 @@ impl Store {
                 backend: opened.backend,
                 url: opened.url,
                 key_source: opened.key_source,
+                listen_url: opened.listen_url,
                 changes: watch::Sender::new(0),
                 statements: opened.statements,
                 writer: opened.writer,
@@ -371,10 +407,39 @@ impl Store {
         self.inner.changes.subscribe()
     }
 
+    /// Wakes the runners of this process after a change to tasks and, on
+    /// PostgreSQL, those of other processes and hosts through `NOTIFY`.
     fn notify_change(&self) {
+        self.wake_runners();
+        #[cfg(feature = "postgres")]
+        #[allow(irrefutable_let_patterns)]
+        if let Backend::Postgres(pool) = &self.inner.backend {
+            postgres::notify_in_background(pool);
+        }
+    }
+
+    /// Wakes the runners of this process, which then check their queue.
+    fn wake_runners(&self) {
         self.inner
             .changes
             .send_modify(|version| *version = version.wrapping_add(1));
+    }
+
+    /// Starts listening, on the current tokio runtime, for the changes that
+    /// other processes make to tasks, and wakes this process's runners on
+    /// each. Only PostgreSQL can tell (`LISTEN`); on the other backends this
+    /// does nothing, and runners see changes of other processes at their
+    /// next check. The listener stops when the returned guard is dropped.
+    pub(crate) fn listen_for_changes(&self) -> Option<tokio::task::JoinHandle<()>> {
+        #[cfg(feature = "postgres")]
+        #[allow(irrefutable_let_patterns)]
+        if let Backend::Postgres(_) = &self.inner.backend {
+            let store = self.clone();
+            return Some(tokio::spawn(async move {
+                postgres::listen(&store.inner.listen_url, || store.wake_runners()).await;
+            }));
+        }
+        None
     }
 
     /// Counts a write transaction, and on SQLite starts a checkpoint of

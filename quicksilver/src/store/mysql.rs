@@ -22,6 +22,11 @@ pub(super) const QUEUE_IS_SQL: &str = "quicksilver_tasks.queue = ";
 include!("ops.rs");
 include!("server.rs");
 
+/// MySQL has no notifications: nothing listens.
+fn listen_url(_url: &str) -> String {
+    String::new()
+}
+
 fn backend(pool: Pool<ConnectionManager<Conn>>) -> Backend {
     Backend::Mysql(pool)
 }

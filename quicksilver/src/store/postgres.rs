@@ -1,5 +1,6 @@
 //! The PostgreSQL backend, through libpq.
 
+use std::future::Future as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +25,96 @@ const MIGRATION_LOCK: i64 = 0x7175_6963_6b73_696c;
 
 include!("ops.rs");
 include!("server.rs");
+
+/// The channel on which changes to tasks are announced.
+const CHANNEL: &str = "quicksilver_tasks";
+
+/// The longest wait between two attempts to connect the listener.
+const MAX_LISTEN_RETRY: Duration = Duration::from_secs(30);
+
+fn listen_url(url: &str) -> String {
+    url.to_owned()
+}
+
+/// Announces a change to tasks on [`CHANNEL`], from a blocking thread,
+/// without waiting. A lost announcement costs only latency: runners see
+/// the change at their next check anyway.
+pub(super) fn notify_in_background(pool: &Pool<ConnectionManager<Conn>>) {
+    let pool = pool.clone();
+    tokio::task::spawn_blocking(move || {
+        let sent = pool
+            .get()
+            .map_err(StoreError::Pool)
+            .and_then(|mut connection| Ok(connection.batch_execute(&format!("NOTIFY {CHANNEL}"))?));
+        if let Err(error) = sent {
+            tracing::debug!(error = %crate::command::CauseChain(&error),
+                "announcing a change to tasks failed; runners see it at their next check");
+        }
+    });
+}
+
+/// Listens on [`CHANNEL`] with a connection of its own and calls `wake`
+/// for each announcement, reconnecting with a growing pause when the
+/// connection breaks. Runs until dropped.
+pub(super) async fn listen(url: &str, wake: impl Fn()) {
+    let mut failures = 0u32;
+    loop {
+        match tokio_postgres::connect(url, tokio_postgres::NoTls).await {
+            Ok((client, mut connection)) => {
+                let statement = format!("LISTEN {CHANNEL}");
+                let mut listening = Box::pin(client.batch_execute(&statement));
+                let mut subscribed = false;
+                let ended = loop {
+                    let message = std::future::poll_fn(|cx| {
+                        if !subscribed {
+                            if let std::task::Poll::Ready(result) = listening.as_mut().poll(cx) {
+                                subscribed = true;
+                                if let Err(error) = result {
+                                    return std::task::Poll::Ready(Some(Err(error)));
+                                }
+                            }
+                        }
+                        connection.poll_message(cx)
+                    })
+                    .await;
+                    match message {
+                        Some(Ok(tokio_postgres::AsyncMessage::Notification(_))) => {
+                            failures = 0;
+                            wake();
+                        }
+                        Some(Ok(_)) => {}
+                        Some(Err(error)) => break Some(error),
+                        None => break None,
+                    }
+                };
+                // Changes made while the listener was away are seen now.
+                wake();
+                failures += 1;
+                if failures == 1 || failures.is_power_of_two() {
+                    match ended {
+                        Some(error) => tracing::warn!(error = %error,
+                            "the connection that listens for task changes broke; reconnecting"),
+                        None => tracing::warn!(
+                            "the connection that listens for task changes closed; reconnecting"
+                        ),
+                    }
+                }
+            }
+            Err(error) => {
+                failures += 1;
+                if failures == 1 || failures.is_power_of_two() {
+                    tracing::warn!(error = %error, failures,
+                        "cannot connect to listen for task changes; runners see changes of \
+                         other processes at their next check until it works");
+                }
+            }
+        }
+        let pause = Duration::from_millis(250)
+            .saturating_mul(2u32.saturating_pow(failures.min(8)))
+            .min(MAX_LISTEN_RETRY);
+        tokio::time::sleep(pause).await;
+    }
+}
 
 fn backend(pool: Pool<ConnectionManager<Conn>>) -> Backend {
     Backend::Postgres(pool)

@@ -48,7 +48,10 @@ pub(super) fn open(url: &str) -> Result<Opened> {
     let statements = Arc::new(AtomicU64::new(0));
     let pool = Pool::builder()
         .max_size(POOL_SIZE)
-        .min_idle(Some(1))
+        // No connection is opened in the background to keep a minimum:
+        // one still opening when the process exits crashes it inside the
+        // client library.
+        .min_idle(Some(0))
         // A server connection can break (restart, idle timeout), so the
         // pool checks each one before handing it out.
         .test_on_check_out(true)
@@ -64,6 +67,7 @@ pub(super) fn open(url: &str) -> Result<Opened> {
     Ok(Opened {
         backend: backend(pool),
         url: shown.clone(),
+        listen_url: listen_url(url.trim()),
         key_source: shown,
         statements,
         writer: None,

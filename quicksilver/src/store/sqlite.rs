@@ -263,6 +263,7 @@ pub(super) fn open(url: &str) -> Result<Opened> {
     Ok(Opened {
         backend: Backend::Sqlite(pool),
         url: display_url,
+        listen_url: String::new(),
         key_source: path.to_string_lossy().into_owned(),
         statements,
         writer: Some(writer),
