@@ -19,7 +19,7 @@ use crate::context::{Context, ContextParts};
 use crate::execution::{summary_line, Status};
 use crate::lock::{self, Attempt, LockError, LockKind};
 use crate::output::{self, OutputBuffer, EXECUTION_SPAN, OUTPUT_LIMIT};
-use crate::store::{Claim, Finish, RunnerRecord, Store, StoreError};
+use crate::store::{Claim, Finish, ReapRequest, RunnerRecord, Store, StoreError};
 use crate::task::DEFAULT_QUEUE;
 
 /// How long before a due time the runner's timer fires, to finish the
@@ -671,56 +671,47 @@ impl RunState {
     /// next heartbeat.
     async fn beat(&self, failures: &mut u32, running: Vec<i64>) {
         let now = self.options.clock.now();
-        let beat = self.store.heartbeat(self.runner_record(), now).await;
         let timeout = self.options.heartbeat_timeout;
-        let reaped = match beat {
-            Ok(()) => {
-                let reason = format!(
-                    "killed: the runner of this execution sent no heartbeat for over {} \
-                     (found by runner {} at {})",
-                    humanize(timeout),
-                    self.identity,
-                    now.to_rfc3339()
-                );
-                self.store
-                    .reap_dead_runners(&self.options.queue, now - to_delta(timeout), now, reason)
-                    .await
-            }
-            Err(error) => Err(error),
+        let request = ReapRequest {
+            queue: self.options.queue.clone(),
+            runner: self.identity.to_string(),
+            running,
+            stale_before: now - to_delta(timeout),
+            now,
+            dead_reason: format!(
+                "killed: the runner of this execution sent no heartbeat for over {} \
+                 (found by runner {} at {})",
+                humanize(timeout),
+                self.identity,
+                now.to_rfc3339()
+            ),
+            unknown_reason: format!(
+                "killed: this run was claimed while the connection to the database broke, \
+                 so runner {} never started it (found at {})",
+                self.identity,
+                now.to_rfc3339()
+            ),
         };
-        let reaped = match reaped {
-            Ok(killed) => {
-                let reason = format!(
-                    "killed: this run was claimed while the connection to the database broke, \
-                     so runner {} never started it (found at {})",
-                    self.identity,
-                    now.to_rfc3339()
-                );
-                self.store
-                    .kill_unknown_runs(&self.identity, running, now, reason)
-                    .await
-                    .map(|unknown| {
-                        for execution_id in unknown {
-                            tracing::warn!(
-                                execution.id = execution_id,
-                                "marked execution killed: its claim was cut off by a lost \
-                                 connection, so it never started"
-                            );
-                        }
-                        killed
-                    })
-            }
+        let reaped = match self.store.heartbeat(self.runner_record(), now).await {
+            Ok(()) => self.store.reap(request).await,
             Err(error) => Err(error),
         };
         match reaped {
-            Ok(killed) => {
+            Ok(reaped) => {
                 if *failures > 0 {
                     tracing::info!(failures = *failures, "heartbeat written again");
                 }
                 *failures = 0;
-                for (execution_id, runner) in killed {
+                for (execution_id, runner) in reaped.dead {
                     tracing::warn!(execution.id = execution_id, runner.id = %runner,
                         "marked execution killed: its runner stopped sending heartbeats");
+                }
+                for execution_id in reaped.unknown {
+                    tracing::warn!(
+                        execution.id = execution_id,
+                        "marked execution killed: its claim was cut off by a lost connection, \
+                         so it never started"
+                    );
                 }
             }
             Err(error) => {

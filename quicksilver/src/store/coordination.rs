@@ -23,6 +23,30 @@ pub(crate) struct RunnerRecord {
     pub(crate) pid: u32,
 }
 
+/// What [`Store::reap`] looks for, and the reasons it records.
+#[derive(Debug, Clone)]
+pub(crate) struct ReapRequest {
+    pub(crate) queue: String,
+    /// The runner that reaps.
+    pub(crate) runner: String,
+    /// The executions that runner runs.
+    pub(crate) running: Vec<i64>,
+    /// Heartbeats before this are too old.
+    pub(crate) stale_before: DateTime<Utc>,
+    pub(crate) now: DateTime<Utc>,
+    pub(crate) dead_reason: String,
+    pub(crate) unknown_reason: String,
+}
+
+/// The executions [`Store::reap`] marked `killed`.
+#[derive(Debug, Default)]
+pub(crate) struct Reaped {
+    /// Runs of dead runners, with their runner.
+    pub(crate) dead: Vec<(i64, String)>,
+    /// Runs of the reaping runner that never started.
+    pub(crate) unknown: Vec<i64>,
+}
+
 /// A runner that shares the database, as its row says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunnerInfo {
@@ -94,100 +118,84 @@ impl Store {
         })
     }
 
-    /// Marks `killed` the `ongoing` executions of `queue` whose runner is
-    /// dead: its heartbeat is older than `stale_before`, or it stopped.
-    /// Their leases are released. Returns the killed executions with their
-    /// runner.
+    /// Finds the `ongoing` executions of `queue` that no live runner runs,
+    /// marks them `killed` and releases the leases of their dead runners.
     ///
-    /// A read finds them first, so that the usual case, none, writes
-    /// nothing.
-    pub(crate) async fn reap_dead_runners(
-        &self,
-        queue: &str,
-        stale_before: DateTime<Utc>,
-        now: DateTime<Utc>,
-        reason: String,
-    ) -> Result<Vec<(i64, String)>> {
-        let queue = queue.to_owned();
-        let dead = move || {
-            runners::table
-                .filter(
-                    runners::heartbeat_at
-                        .lt(to_db(stale_before))
-                        .or(runners::stopped_at.is_not_null()),
-                )
-                .select(runners::id.nullable())
-        };
-        let read_queue = queue.clone();
-        let found: Vec<(i64, Option<String>)> = on_backend!(self, |connection, inner| {
+    /// Two kinds are found:
+    /// - runs of a dead runner: one whose heartbeat is older than
+    ///   `stale_before`, that stopped, or that has no row;
+    /// - runs of `runner` itself that are not in `running`: their claim
+    ///   reached the database while its answer was lost with the
+    ///   connection, so they never started, and would otherwise block their
+    ///   task for good.
+    ///
+    /// One read finds them, so that the usual case, none, writes nothing.
+    pub(crate) async fn reap(&self, request: ReapRequest) -> Result<Reaped> {
+        let queue = request.queue.clone();
+        let ongoing: Vec<(i64, Option<String>)> = on_backend!(self, |connection, inner| {
             Ok(executions::table
-                .filter(executions::queue.eq(&read_queue))
-                .filter(executions::status.eq(Status::Ongoing.as_str()))
-                .filter(executions::runner.eq_any(dead()))
-                .select((executions::id, executions::runner))
-                .load(connection)?)
-        })?;
-        if found.is_empty() {
-            return Ok(Vec::new());
-        }
-        let killed = write_on_backend!(self, |connection| {
-            // Read again under the write: a runner may have recorded the
-            // end of a run meanwhile.
-            let found: Vec<(i64, Option<String>)> = executions::table
                 .filter(executions::queue.eq(&queue))
                 .filter(executions::status.eq(Status::Ongoing.as_str()))
-                .filter(executions::runner.eq_any(dead()))
                 .select((executions::id, executions::runner))
-                .load(connection)?;
-            let ids: Vec<i64> = found.iter().map(|(id, _)| *id).collect();
-            mark_killed(connection, &ids, &reason, now)?;
-            let holders: Vec<String> = found.iter().filter_map(|(_, r)| r.clone()).collect();
-            diesel::delete(leases::table.filter(leases::holder.eq_any(&holders)))
-                .execute(connection)?;
-            Ok(found)
-        })?;
-        Ok(killed
-            .into_iter()
-            .map(|(id, runner)| (id, runner.unwrap_or_default()))
-            .collect())
-    }
-
-    /// Marks `killed` the `ongoing` executions of `runner` that it does not
-    /// run: those of a claim whose commit reached the database while its
-    /// answer was lost with the connection. Without this, such a run would
-    /// stay `ongoing` under a live runner and block its task for good.
-    pub(crate) async fn kill_unknown_runs(
-        &self,
-        runner: &str,
-        running: Vec<i64>,
-        now: DateTime<Utc>,
-        reason: String,
-    ) -> Result<Vec<i64>> {
-        let runner = runner.to_owned();
-        let read_runner = runner.clone();
-        let ours: Vec<i64> = on_backend!(self, |connection, inner| {
-            Ok(executions::table
-                .filter(executions::runner.eq(&read_runner))
-                .filter(executions::status.eq(Status::Ongoing.as_str()))
-                .select(executions::id)
                 .load(connection)?)
         })?;
-        let unknown: Vec<i64> = ours
-            .into_iter()
-            .filter(|id| !running.contains(id))
-            .collect();
-        if unknown.is_empty() {
-            return Ok(unknown);
+        let mut unknown = Vec::new();
+        let mut others: Vec<(i64, String)> = Vec::new();
+        for (id, runner) in ongoing {
+            match runner {
+                Some(runner) if runner == request.runner => {
+                    if !request.running.contains(&id) {
+                        unknown.push(id);
+                    }
+                }
+                runner => others.push((id, runner.unwrap_or_default())),
+            }
         }
+        let mut dead = Vec::new();
+        if !others.is_empty() {
+            let mut names: Vec<String> = others.iter().map(|(_, r)| r.clone()).collect();
+            names.sort();
+            names.dedup();
+            let stale_before = request.stale_before;
+            let live: Vec<String> = on_backend!(self, |connection, inner| {
+                Ok(runners::table
+                    .filter(runners::id.eq_any(&names))
+                    .filter(runners::heartbeat_at.ge(to_db(stale_before)))
+                    .filter(runners::stopped_at.is_null())
+                    .select(runners::id)
+                    .load(connection)?)
+            })?;
+            dead = others
+                .into_iter()
+                .filter(|(_, runner)| !live.contains(runner))
+                .collect();
+        }
+        if dead.is_empty() && unknown.is_empty() {
+            return Ok(Reaped::default());
+        }
+        let now = request.now;
         write_on_backend!(self, |connection| {
-            let still: Vec<i64> = executions::table
-                .filter(executions::id.eq_any(&unknown))
-                .filter(executions::runner.eq(&runner))
-                .filter(executions::status.eq(Status::Ongoing.as_str()))
-                .select(executions::id)
-                .load(connection)?;
-            mark_killed(connection, &still, &reason, now)?;
-            Ok(still)
+            let ids: Vec<i64> = dead.iter().map(|(id, _)| *id).collect();
+            // Read again under the write: a run may have ended meanwhile.
+            let still = |connection: &mut Conn, ids: &[i64]| -> Result<Vec<i64>> {
+                Ok(executions::table
+                    .filter(executions::id.eq_any(ids))
+                    .filter(executions::status.eq(Status::Ongoing.as_str()))
+                    .select(executions::id)
+                    .load(connection)?)
+            };
+            let dead_ids = still(connection, &ids)?;
+            mark_killed(connection, &dead_ids, &request.dead_reason, now)?;
+            let unknown = still(connection, &unknown)?;
+            mark_killed(connection, &unknown, &request.unknown_reason, now)?;
+            let holders: Vec<&String> = dead.iter().map(|(_, runner)| runner).collect();
+            diesel::delete(leases::table.filter(leases::holder.eq_any(holders)))
+                .execute(connection)?;
+            let dead = dead
+                .into_iter()
+                .filter(|(id, _)| dead_ids.contains(id))
+                .collect();
+            Ok(Reaped { dead, unknown })
         })
     }
 

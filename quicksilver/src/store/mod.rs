@@ -291,7 +291,7 @@ macro_rules! write_on_backend {
 mod coordination;
 
 pub use self::coordination::RunnerInfo;
-pub(crate) use self::coordination::RunnerRecord;
+pub(crate) use self::coordination::{ReapRequest, RunnerRecord};
 
 /// Runs `work` with a connection of `pool` on tokio's blocking pool.
 async fn run_blocking<C, T, F>(pool: Pool<ConnectionManager<C>>, work: F) -> Result<T>
