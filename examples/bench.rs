@@ -55,7 +55,10 @@ use chrono::{DateTime, NaiveDateTime, TimeDelta, Timelike, Utc};
 use clap::{Parser, ValueEnum};
 use diesel::prelude::*;
 use diesel::sqlite::SqliteConnection;
-use quicksilver::{Context, Execution, ExecutionFilter, Runner, Status, StopReason, Store};
+use quicksilver::{
+    Context, Execution, ExecutionFilter, NewTask, Runner, Schedule, Status, StopReason, Store,
+    TaskFilter,
+};
 use serde_json::{json, Map, Value};
 use tempfile::TempDir;
 use tokio::sync::{watch, Notify};
@@ -74,6 +77,13 @@ const SCALE_DUE_PER_TICK: u64 = 10;
 
 /// How long `idle` lets the runner start before it measures.
 const IDLE_WARM_UP: Duration = Duration::from_secs(1);
+
+/// The tasks of the `runners` workload unless `--tasks` is given.
+const RUNNERS_TASKS: u64 = 5_000;
+
+/// The environment variable that names the server of the `runners`
+/// workload when `--database` is not given.
+const SERVER_URL_VAR: &str = "QUICKSILVER_BENCH_POSTGRES_URL";
 
 /// The lanes of the second `burst` pass unless `--concurrency` is given.
 const BURST_CONCURRENCY: usize = 64;
@@ -132,6 +142,9 @@ enum Workload {
     Scale,
     /// `precision` and `idle` on quicksilver and on tokio-cron-scheduler.
     Compare,
+    /// 5,000 tasks due at one instant on PostgreSQL, run by one, two and
+    /// three runners, and on SQLite by one.
+    Runners,
     /// Every workload, in one process.
     All,
 }
@@ -221,6 +234,7 @@ async fn run(args: Args, log: RunnerLog) -> Result<(), BoxError> {
             bench.idle().await?;
         }
         Workload::Compare => bench.compare().await?,
+        Workload::Runners => bench.runners().await?,
         Workload::All => {
             bench.compare().await?;
             bench.logged_precision().await?;
@@ -495,6 +509,142 @@ impl Bench {
         self.burst(1).await?;
         if lanes != 1 {
             self.burst(lanes).await?;
+        }
+        Ok(())
+    }
+
+    /// Runs `runners`: the server from `--database` or
+    /// `QUICKSILVER_BENCH_POSTGRES_URL`, then a SQLite file.
+    async fn runners(&mut self) -> Result<(), BoxError> {
+        let server = self
+            .database
+            .clone()
+            .or_else(|| std::env::var(SERVER_URL_VAR).ok())
+            .ok_or_else(|| {
+                format!(
+                    "the runners workload needs a PostgreSQL or MySQL database: give \
+                     --database postgres://USER@HOST/DATABASE or set {SERVER_URL_VAR}"
+                )
+            })?;
+        let count = self.tasks.unwrap_or(RUNNERS_TASKS);
+        let lanes = self.concurrency.unwrap_or(BURST_CONCURRENCY);
+        for runners in 1..=3 {
+            self.runners_pass(&server, runners, count, lanes).await?;
+        }
+        let sqlite = self
+            .folder
+            .path()
+            .join(format!("runners-{}.sqlite3", self.runs));
+        self.runners_pass(&sqlite.to_string_lossy(), 1, count, lanes)
+            .await?;
+        Ok(())
+    }
+
+    /// Makes `count` tasks due at one instant on `url` and times how long
+    /// `runners` runners, each with a store and lock folder of its own as
+    /// on separate hosts, take to record all their executions.
+    async fn runners_pass(
+        &mut self,
+        url: &str,
+        runners: usize,
+        count: u64,
+        lanes: usize,
+    ) -> Result<usize, BoxError> {
+        self.runs += 1;
+        let queue = format!("bench-runners-{}-{}", std::process::id(), self.runs);
+        let store = Store::open(url).await?;
+        let due = whole_second(Utc::now() + insert_margin(count) * 4) + TimeDelta::seconds(1);
+        let inserting = Instant::now();
+        let tasks: Vec<NewTask> = (0..count)
+            .map(|_| {
+                Ok(NewTask::new(COMMAND, Schedule::every(86_400)?)
+                    .queue(&queue)
+                    .next_run(due))
+            })
+            .collect::<Result<_, quicksilver::ScheduleError>>()?;
+        store.install(tasks).await?;
+        let insert_seconds = inserting.elapsed().as_secs_f64();
+
+        let progress = Arc::new(Progress::new(count));
+        let mut started = Vec::new();
+        for index in 0..runners {
+            let lock_dir = self
+                .folder
+                .path()
+                .join(format!("host-{}-{index}", self.runs));
+            fs::create_dir_all(&lock_dir)?;
+            let bed = Bed {
+                url: url.to_owned(),
+                path: PathBuf::new(),
+                queue: queue.clone(),
+                shared: true,
+                lock_dir,
+            };
+            let own_store = Store::open(url).await?;
+            started.push(start_runner(&own_store, &bed, lanes, progress.clone())?);
+        }
+        let bound = TimeDelta::seconds(self.seconds.unwrap_or(120) as i64);
+        let complete = progress.wait_until(due + bound).await;
+        let finished_at = progress.completed_at().unwrap_or_else(Instant::now);
+        for runner in started {
+            runner.stop().await?;
+        }
+        let executions = read_executions(&store, &queue).await?;
+        let tasks_ids: std::collections::HashSet<Option<i64>> = executions
+            .iter()
+            .map(|execution| execution.task_id)
+            .collect();
+        let duplicates = executions.len() - tasks_ids.len();
+        let due_instant = Instant::now()
+            .checked_sub((Utc::now() - due).to_std().unwrap_or(Duration::ZERO))
+            .unwrap_or_else(Instant::now);
+        let seconds = finished_at
+            .saturating_duration_since(due_instant)
+            .as_secs_f64();
+        let rate = executions.len() as f64 / seconds.max(f64::EPSILON);
+        let backend = url
+            .split("://")
+            .next()
+            .filter(|_| url.contains("://"))
+            .unwrap_or("sqlite");
+
+        let mut figures = Figures::new("runners", "quicksilver");
+        figures.set("backend", backend);
+        figures.set("runners", runners);
+        figures.set("tasks", count);
+        figures.set("concurrency", lanes);
+        figures.set("insert_seconds", round(insert_seconds, 3));
+        figures.set("executions", executions.len());
+        figures.set("duplicate_executions", duplicates);
+        figures.set("complete", complete);
+        figures.set("seconds_to_all_recorded", round(seconds, 3));
+        figures.set("executions_per_second", round(rate, 1));
+
+        println!();
+        println!(
+            "== runners: quicksilver on {backend}, {count} tasks due at one instant, \
+             {runners} runner(s) of {lanes} lane(s)"
+        );
+        println!(
+            "  tasks inserted in {insert_seconds:.3} s; {} executions recorded {seconds:.3} s \
+             after their due time{}: {rate:.0} executions/s; {duplicates} ran twice",
+            executions.len(),
+            if complete { "" } else { " (incomplete)" },
+        );
+        self.delete_queue(&store, &queue).await?;
+        Ok(self.push(figures))
+    }
+
+    /// Deletes the tasks of `queue`. Their executions stay, under the
+    /// run's queue name, since the store deletes executions only by status
+    /// and age, which would reach beyond the run on a shared database.
+    async fn delete_queue(&self, store: &Store, queue: &str) -> Result<(), BoxError> {
+        let filter = TaskFilter {
+            queue: Some(queue.to_owned()),
+            ..TaskFilter::default()
+        };
+        for task in store.tasks(filter).await? {
+            store.remove_task(task.id).await?;
         }
         Ok(())
     }

@@ -22,6 +22,15 @@ pub(super) const QUEUE_IS_SQL: &str = "quicksilver_tasks.queue = ";
 include!("ops.rs");
 include!("server.rs");
 
+/// Sets READ COMMITTED on each connection. Under InnoDB's default,
+/// REPEATABLE READ, claims and recorded ends of several runners lock gaps
+/// of the executions' indexes and deadlock each other often; the claim's
+/// correctness rests on its conditional update, which needs no more than
+/// READ COMMITTED.
+fn prepare_connection(connection: &mut Conn) -> QueryResult<()> {
+    connection.batch_execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+}
+
 /// MySQL has no notifications: nothing listens.
 fn listen_url(_url: &str) -> String {
     String::new()

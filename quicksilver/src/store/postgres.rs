@@ -32,6 +32,11 @@ const CHANNEL: &str = "quicksilver_tasks";
 /// The longest wait between two attempts to connect the listener.
 const MAX_LISTEN_RETRY: Duration = Duration::from_secs(30);
 
+/// PostgreSQL's defaults suit the store: nothing to set.
+fn prepare_connection(_connection: &mut Conn) -> QueryResult<()> {
+    Ok(())
+}
+
 fn listen_url(url: &str) -> String {
     url.to_owned()
 }

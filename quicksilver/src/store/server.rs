@@ -25,7 +25,7 @@ impl CustomizeConnection<Conn, diesel::r2d2::Error> for CountStatements {
                 statements.fetch_add(1, Ordering::Relaxed);
             }
         });
-        Ok(())
+        prepare_connection(connection).map_err(diesel::r2d2::Error::QueryError)
     }
 }
 
@@ -96,15 +96,31 @@ pub(super) fn first_due(
         .optional()?)
 }
 
-/// Returns up to `limit` tasks of `queue` due at `now`, as candidates:
-/// another runner may take any of them first (see [`take_tick`]).
+/// Returns up to `limit` tasks of `queue` due at `now` and locks their
+/// rows until the claim commits. Rows that another runner's claim holds
+/// are skipped, so runners that claim together take different tasks
+/// instead of queueing on the same rows. The lock only spreads the work:
+/// [`take_tick`] alone decides who runs a tick.
 pub(super) fn load_due_now(
     connection: &mut Conn,
     queue: &str,
     now: DateTime<Utc>,
     limit: usize,
 ) -> Result<Vec<TaskRow>> {
-    Ok(due_now_query(queue, now, Some(limit)).load(connection)?)
+    let ongoing = executions::table
+        .filter(executions::task_id.eq(tasks::id.nullable()))
+        .filter(Condition(ONGOING_STATUS_SQL));
+    Ok(tasks::table
+        .filter(QueueIs(queue))
+        .filter(Condition("quicksilver_tasks.paused = FALSE"))
+        .filter(diesel::dsl::not(diesel::dsl::exists(ongoing)))
+        .filter(tasks::next_run.le(to_db(now)))
+        .order((tasks::next_run, tasks::id))
+        .limit(i64::try_from(limit).unwrap_or(i64::MAX))
+        .select(TaskRow::as_select())
+        .for_update()
+        .skip_locked()
+        .load(connection)?)
 }
 
 /// Nothing to gather: [`take_tick`] writes each move itself.
