@@ -75,7 +75,8 @@ pub struct Cli {
 /// Options every subcommand shares.
 #[derive(Debug, Clone, Args)]
 pub struct CliOptions {
-    /// Database URL: a SQLite file path (created when missing).
+    /// Database URL: a SQLite file path (created when missing),
+    /// `postgres://USER@HOST/DB` or `mysql://USER@HOST/DB`.
     #[arg(long, global = true, env = DATABASE_URL_VAR, value_name = "URL")]
     pub database: Option<String>,
 
@@ -131,6 +132,16 @@ pub struct RunQueueArgs {
     /// Max duration in seconds of runs of tasks that set none.
     #[arg(long, value_name = "SECONDS", value_parser = positive_seconds)]
     pub max_duration: Option<f64>,
+
+    /// Seconds between two heartbeats of the runner.
+    #[arg(long, default_value_t = runner::DEFAULT_HEARTBEAT_INTERVAL.as_secs_f64(), value_name = "SECONDS", value_parser = positive_seconds)]
+    pub heartbeat: f64,
+
+    /// Seconds without a heartbeat after which another runner counts as
+    /// dead, and its running executions are recorded as killed; at least
+    /// twice `--heartbeat`.
+    #[arg(long, default_value_t = runner::DEFAULT_HEARTBEAT_TIMEOUT.as_secs_f64(), value_name = "SECONDS", value_parser = positive_seconds)]
+    pub heartbeat_timeout: f64,
 }
 
 /// Options of `check`.
@@ -474,7 +485,11 @@ async fn run_queue(options: &CliOptions, args: RunQueueArgs) -> Outcome {
         .lock_dir(lock_dir(options))
         .sleep_duration(Duration::from_secs_f64(args.sleep_duration))
         .concurrency(usize::from(args.concurrency))
-        .grace_period(Duration::from_secs_f64(args.grace_period));
+        .grace_period(Duration::from_secs_f64(args.grace_period))
+        .heartbeat(
+            Duration::from_secs_f64(args.heartbeat),
+            Duration::from_secs_f64(args.heartbeat_timeout),
+        );
     if let Some(minutes) = args.restart_after.filter(|minutes| *minutes > 0) {
         builder = builder.restart_after(Duration::from_secs(minutes.saturating_mul(60)));
     }

@@ -191,6 +191,7 @@ struct StoreInner {
     url: String,
     /// The URL with its credentials, kept for the PostgreSQL listener's own
     /// connection; empty on the other backends. Never shown.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     listen_url: String,
     /// What names the database in lock file names: the SQLite file's full
     /// path, or the URL without credentials.
@@ -201,6 +202,7 @@ struct StoreInner {
     statements: Arc<AtomicU64>,
     /// This process's turn to write to a SQLite file, shared by every store
     /// opened on it. Servers take concurrent writers, so they have none.
+    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
     writer: Option<Arc<Mutex<()>>>,
     /// Write transactions since the store opened.
     writes: AtomicU64,
