@@ -6,19 +6,21 @@
 use std::time::Duration;
 
 use diesel::sql_types::Bool;
-use diesel::{Connection, QueryableByName, RunQueryDsl, SqliteConnection};
+use diesel::{Connection, QueryableByName, RunQueryDsl};
+use diesel::{MysqlConnection, PgConnection, SqliteConnection};
 use quicksilver::{Execution, Status};
 use support::describe;
 use support::process::Sandbox;
+use support::{Backend, TestDatabase};
 
-fn sandbox() -> Sandbox {
-    Sandbox::new(env!("CARGO_BIN_EXE_quicksilver-test-host"))
+fn sandbox(database: TestDatabase) -> Sandbox {
+    Sandbox::on(env!("CARGO_BIN_EXE_quicksilver-test-host"), database)
 }
 
 /// Creates a sandbox with one task and one execution, so that a stray
 /// write shows in the listings.
-fn sandbox_with_rows() -> Sandbox {
-    let sandbox = sandbox();
+fn sandbox_with_rows(database: TestDatabase) -> Sandbox {
+    let sandbox = sandbox(database);
     sandbox.add_task(&["beat", "--every", "60"]);
     sandbox.run_ok(&["run", "beat"]);
     sandbox
@@ -52,11 +54,11 @@ fn names_value(line: &str, value: &str) -> bool {
         .any(|word| word == value)
 }
 
-/// Runs the host with `args` and checks that it rejects them: exit code 2,
-/// one `error:` line on stderr that names `value`, and no change to the
-/// tasks and executions.
-fn assert_rejected(args: &[&str], value: &str) {
-    let sandbox = sandbox_with_rows();
+/// Runs the host with `args` on `database` and checks that it rejects
+/// them: exit code 2, one `error:` line on stderr that names `value`, and no
+/// change to the tasks and executions.
+fn assert_rejected(database: TestDatabase, args: &[&str], value: &str) {
+    let sandbox = sandbox_with_rows(database);
     let before = snapshot(&sandbox);
 
     let output = sandbox.run(args);
@@ -79,161 +81,170 @@ fn assert_rejected(args: &[&str], value: &str) {
     assert_eq!(after.1, before.1, "the executions are unchanged");
 }
 
-#[test]
-fn tasks_add_rejects_unknown_command() {
-    assert_rejected(&["tasks", "add", "nope", "--every", "5"], "nope");
-}
+support::backend_tests! {
+    #[test]
+    fn tasks_add_rejects_unknown_command(database: TestDatabase) {
+        assert_rejected(database, &["tasks", "add", "nope", "--every", "5"], "nope");
+    }
 
-#[test]
-fn run_rejects_unknown_command() {
-    assert_rejected(&["run", "nope"], "nope");
-}
+    #[test]
+    fn run_rejects_unknown_command(database: TestDatabase) {
+        assert_rejected(database, &["run", "nope"], "nope");
+    }
 
-#[test]
-fn tasks_add_rejects_zero_interval() {
-    assert_rejected(&["tasks", "add", "beat", "--every", "0"], "0");
-}
+    #[test]
+    fn tasks_add_rejects_zero_interval(database: TestDatabase) {
+        assert_rejected(database, &["tasks", "add", "beat", "--every", "0"], "0");
+    }
 
-#[test]
-fn tasks_add_rejects_text_interval() {
-    assert_rejected(&["tasks", "add", "beat", "--every", "abc"], "abc");
-}
+    #[test]
+    fn tasks_add_rejects_text_interval(database: TestDatabase) {
+        assert_rejected(database, &["tasks", "add", "beat", "--every", "abc"], "abc");
+    }
 
-#[test]
-fn tasks_add_rejects_negative_interval() {
-    assert_rejected(&["tasks", "add", "beat", "--every", "-5"], "-5");
-}
+    #[test]
+    fn tasks_add_rejects_negative_interval(database: TestDatabase) {
+        assert_rejected(database, &["tasks", "add", "beat", "--every", "-5"], "-5");
+    }
 
-#[test]
-fn negative_interval_error_names_interval() {
-    let sandbox = sandbox();
-    let output = sandbox.run(&["tasks", "add", "beat", "--every", "-5"]);
-    let errors = output.error_lines();
-    assert_eq!(
-        errors.len(),
-        1,
-        "one `error:` line on stderr\n{}",
-        output.describe()
-    );
-    assert!(
-        errors[0].contains("invalid repeat interval"),
-        "the error says the repeat interval is invalid: {:?}",
-        errors[0]
-    );
-    assert!(
-        !output.stderr.contains("'-- -5'"),
-        "the CLI does not advise `-- -5`, which would pass -5 to the command\n{}",
-        output.describe()
-    );
-}
+    #[test]
+    fn negative_interval_error_names_interval(database: TestDatabase) {
+        let sandbox = sandbox(database);
+        let output = sandbox.run(&["tasks", "add", "beat", "--every", "-5"]);
+        let errors = output.error_lines();
+        assert_eq!(
+            errors.len(),
+            1,
+            "one `error:` line on stderr\n{}",
+            output.describe()
+        );
+        assert!(
+            errors[0].contains("invalid repeat interval"),
+            "the error says the repeat interval is invalid: {:?}",
+            errors[0]
+        );
+        assert!(
+            !output.stderr.contains("'-- -5'"),
+            "the CLI does not advise `-- -5`, which would pass -5 to the command\n{}",
+            output.describe()
+        );
+    }
 
-#[test]
-fn tasks_add_rejects_short_cron() {
-    assert_rejected(&["tasks", "add", "beat", "--cron", "* * *"], "* * *");
-}
+    #[test]
+    fn tasks_add_rejects_short_cron(database: TestDatabase) {
+        assert_rejected(database, &["tasks", "add", "beat", "--cron", "* * *"], "* * *");
+    }
 
-#[test]
-fn tasks_add_rejects_cron_without_seconds() {
-    assert_rejected(
-        &["tasks", "add", "beat", "--cron", "*/5 * * * *"],
-        "*/5 * * * *",
-    );
-}
+    #[test]
+    fn tasks_add_rejects_cron_without_seconds(database: TestDatabase) {
+        assert_rejected(
+            database,
+            &["tasks", "add", "beat", "--cron", "*/5 * * * *"],
+            "*/5 * * * *",
+        );
+    }
 
-#[test]
-fn tasks_add_rejects_unknown_time_zone() {
-    assert_rejected(
-        &[
-            "tasks",
-            "add",
-            "beat",
-            "--cron",
-            "0 * * * * *",
-            "--time-zone",
+    #[test]
+    fn tasks_add_rejects_unknown_time_zone(database: TestDatabase) {
+        assert_rejected(
+            database,
+            &[
+                "tasks",
+                "add",
+                "beat",
+                "--cron",
+                "0 * * * * *",
+                "--time-zone",
+                "Mars/Base",
+            ],
             "Mars/Base",
-        ],
-        "Mars/Base",
-    );
-}
+        );
+    }
 
-#[test]
-fn tasks_add_rejects_time_zone_without_cron() {
-    assert_rejected(
-        &[
-            "tasks",
-            "add",
-            "beat",
-            "--every",
-            "5",
+    #[test]
+    fn tasks_add_rejects_time_zone_without_cron(database: TestDatabase) {
+        assert_rejected(
+            database,
+            &[
+                "tasks",
+                "add",
+                "beat",
+                "--every",
+                "5",
+                "--time-zone",
+                "Europe/Paris",
+            ],
             "--time-zone",
-            "Europe/Paris",
-        ],
-        "--time-zone",
-    );
-}
+        );
+    }
 
-#[test]
-fn tasks_add_rejects_bad_next_run() {
-    assert_rejected(
-        &[
-            "tasks",
-            "add",
-            "beat",
-            "--every",
-            "5",
-            "--next-run",
+    #[test]
+    fn tasks_add_rejects_bad_next_run(database: TestDatabase) {
+        assert_rejected(
+            database,
+            &[
+                "tasks",
+                "add",
+                "beat",
+                "--every",
+                "5",
+                "--next-run",
+                "tomorrow",
+            ],
             "tomorrow",
-        ],
-        "tomorrow",
-    );
+        );
+    }
+
+    #[test]
+    fn tasks_add_rejects_bad_command_arguments(database: TestDatabase) {
+        assert_rejected(
+            database,
+            &["tasks", "add", "sleep_for", "--every", "5", "--", "--nope"],
+            "--nope",
+        );
+    }
+
+    #[test]
+    fn run_rejects_bad_command_arguments(database: TestDatabase) {
+        assert_rejected(database, &["run", "sleep_for", "--nope"], "--nope");
+    }
+
+    #[test]
+    fn tasks_edit_rejects_missing_task(database: TestDatabase) {
+        assert_rejected(database, &["tasks", "edit", "999", "--every", "5"], "999");
+    }
+
+    #[test]
+    fn tasks_pause_rejects_missing_task(database: TestDatabase) {
+        assert_rejected(database, &["tasks", "pause", "999"], "999");
+    }
+
+    #[test]
+    fn tasks_remove_rejects_missing_task(database: TestDatabase) {
+        assert_rejected(database, &["tasks", "remove", "999"], "999");
+    }
+
+    #[test]
+    fn executions_rejects_unknown_status(database: TestDatabase) {
+        assert_rejected(database, &["executions", "--status", "done"], "done");
+    }
+
+    #[test]
+    fn executions_rejects_zero_limit(database: TestDatabase) {
+        assert_rejected(database, &["executions", "--limit", "0"], "0");
+    }
+
+    #[test]
+    fn executions_rejects_negative_limit(database: TestDatabase) {
+        assert_rejected(database, &["executions", "--limit", "-1"], "-1");
+    }
 }
 
-#[test]
-fn tasks_add_rejects_bad_command_arguments() {
-    assert_rejected(
-        &["tasks", "add", "sleep_for", "--every", "5", "--", "--nope"],
-        "--nope",
-    );
-}
-
-#[test]
-fn run_rejects_bad_command_arguments() {
-    assert_rejected(&["run", "sleep_for", "--nope"], "--nope");
-}
-
-#[test]
-fn tasks_edit_rejects_missing_task() {
-    assert_rejected(&["tasks", "edit", "999", "--every", "5"], "999");
-}
-
-#[test]
-fn tasks_pause_rejects_missing_task() {
-    assert_rejected(&["tasks", "pause", "999"], "999");
-}
-
-#[test]
-fn tasks_remove_rejects_missing_task() {
-    assert_rejected(&["tasks", "remove", "999"], "999");
-}
-
-#[test]
-fn executions_rejects_unknown_status() {
-    assert_rejected(&["executions", "--status", "done"], "done");
-}
-
-#[test]
-fn executions_rejects_zero_limit() {
-    assert_rejected(&["executions", "--limit", "0"], "0");
-}
-
-#[test]
-fn executions_rejects_negative_limit() {
-    assert_rejected(&["executions", "--limit", "-1"], "-1");
-}
-
+// SQLite only: a server database has no folder.
 #[test]
 fn database_in_missing_folder_is_rejected() {
-    let sandbox = sandbox_with_rows();
+    let database = TestDatabase::create(Backend::Sqlite).expect("SQLite is always enabled");
+    let sandbox = sandbox_with_rows(database);
     let before = snapshot(&sandbox);
     let folder = sandbox.folder().join("missing");
     let database = folder.join("quicksilver.sqlite3");
@@ -274,12 +285,24 @@ struct PausedColumn {
 }
 
 fn paused_column(sandbox: &Sandbox, task: i64) -> bool {
-    let url = sandbox.database().to_string_lossy().into_owned();
-    let mut connection = SqliteConnection::establish(&url).expect("open the sandbox database");
-    let rows: Vec<PausedColumn> = diesel::sql_query(format!(
+    let url = sandbox.database_url();
+    let query = diesel::sql_query(format!(
         "SELECT paused FROM quicksilver_tasks WHERE id = {task}"
-    ))
-    .load(&mut connection)
+    ));
+    let rows: Vec<PausedColumn> = match sandbox.backend() {
+        Backend::Sqlite => {
+            let mut connection = SqliteConnection::establish(&url).expect("open the database");
+            query.load(&mut connection)
+        }
+        Backend::Postgres => {
+            let mut connection = PgConnection::establish(&url).expect("connect to PostgreSQL");
+            query.load(&mut connection)
+        }
+        Backend::Mysql => {
+            let mut connection = MysqlConnection::establish(&url).expect("connect to MySQL");
+            query.load(&mut connection)
+        }
+    }
     .expect("read the paused column");
     rows.first()
         .unwrap_or_else(|| panic!("task {task} exists"))
@@ -289,8 +312,8 @@ fn paused_column(sandbox: &Sandbox, task: i64) -> bool {
 /// Breaks a task row with `set` (a SQL `SET` list), starts a runner, and
 /// checks that it records an `error` execution whose output contains
 /// `reason`, pauses the task, and keeps running a healthy task.
-fn assert_broken_task_paused(set: &str, reason: &str) {
-    let sandbox = sandbox();
+fn assert_broken_task_paused(database: TestDatabase, set: &str, reason: &str) {
+    let sandbox = sandbox(database);
     let healthy = sandbox.add_task(&["beat", "--every", "1"]);
     let broken = sandbox.add_task(&["beat", "--every", "60", "--next-run", "now"]);
     sandbox.execute_sql(&format!(
@@ -361,28 +384,35 @@ fn assert_broken_task_paused(set: &str, reason: &str) {
     );
 }
 
-#[test]
-fn runner_pauses_task_without_schedule() {
-    assert_broken_task_paused(
-        "repeat_interval = NULL, cron = NULL",
-        "neither a repeat interval nor a cron expression",
-    );
+support::backend_tests! {
+    #[test]
+    fn runner_pauses_task_without_schedule(database: TestDatabase) {
+        assert_broken_task_paused(
+            database,
+            "repeat_interval = NULL, cron = NULL",
+            "neither a repeat interval nor a cron expression",
+        );
+    }
+
+    #[test]
+    fn runner_pauses_task_with_invalid_cron(database: TestDatabase) {
+        assert_broken_task_paused(
+            database,
+            "repeat_interval = NULL, cron = 'nonsense', time_zone = 'UTC'",
+            "nonsense",
+        );
+    }
 }
 
-#[test]
-fn runner_pauses_task_with_invalid_cron() {
-    assert_broken_task_paused(
-        "repeat_interval = NULL, cron = 'nonsense', time_zone = 'UTC'",
-        "nonsense",
-    );
+support::backend_tests! {
+    #[test]
+    fn runner_reads_non_json_arguments_per_line(database: TestDatabase);
 }
-
 /// An arguments column that is not a JSON array is read one argument per
 /// line, as the original Django app stored arguments: the command gets
 /// those words, and rejects them if they do not fit, without pausing.
-#[test]
-fn runner_reads_non_json_arguments_per_line() {
-    let sandbox = sandbox();
+fn runner_reads_non_json_arguments_per_line(database: TestDatabase) {
+    let sandbox = sandbox(database);
     let fitting = sandbox.add_task(&[
         "sleep_for",
         "--every",
@@ -435,12 +465,15 @@ fn runner_reads_non_json_arguments_per_line() {
     );
 }
 
-#[test]
-fn missing_schedule_repaired_with_cli() {
-    let sandbox = sandbox();
+support::backend_tests! {
+    #[test]
+    fn missing_schedule_repaired_with_cli(database: TestDatabase);
+}
+fn missing_schedule_repaired_with_cli(database: TestDatabase) {
+    let sandbox = sandbox(database);
     let task = sandbox.add_task(&["beat", "--every", "60"]);
     sandbox.execute_sql(&format!(
-        "UPDATE quicksilver_tasks SET repeat_interval = NULL, paused = 1 WHERE id = {task}"
+        "UPDATE quicksilver_tasks SET repeat_interval = NULL, paused = TRUE WHERE id = {task}"
     ));
     let id = task.to_string();
 
@@ -464,12 +497,15 @@ fn missing_schedule_repaired_with_cli() {
     assert!(!repaired.paused, "the repaired task is active");
 }
 
-#[test]
-fn corrupt_arguments_repaired_with_cli() {
-    let sandbox = sandbox();
+support::backend_tests! {
+    #[test]
+    fn corrupt_arguments_repaired_with_cli(database: TestDatabase);
+}
+fn corrupt_arguments_repaired_with_cli(database: TestDatabase) {
+    let sandbox = sandbox(database);
     let task = sandbox.add_task(&["sleep_for", "--every", "60", "--", "--seconds", "1"]);
     sandbox.execute_sql(&format!(
-        "UPDATE quicksilver_tasks SET arguments = 'not json', paused = 1 WHERE id = {task}"
+        "UPDATE quicksilver_tasks SET arguments = 'not json', paused = TRUE WHERE id = {task}"
     ));
     let id = task.to_string();
 

@@ -8,10 +8,14 @@ use std::time::Duration;
 use quicksilver::Status;
 use support::describe;
 use support::process::Sandbox;
+use support::TestDatabase;
 
-#[test]
-fn next_runner_kills_orphaned_execution() {
-    let sandbox = Sandbox::new(env!("CARGO_BIN_EXE_quicksilver-test-host"));
+support::backend_tests! {
+    #[test]
+    fn next_runner_kills_orphaned_execution(database: TestDatabase);
+}
+fn next_runner_kills_orphaned_execution(database: TestDatabase) {
+    let sandbox = Sandbox::on(env!("CARGO_BIN_EXE_quicksilver-test-host"), database);
     let task = sandbox.add_task(&["sleep_for", "--every", "2", "--", "--seconds", "30"]);
 
     let mut crashed = sandbox.spawn(&["run-queue", "--sleep-duration", "0.5"]);
@@ -97,9 +101,12 @@ fn next_runner_kills_orphaned_execution() {
     );
 }
 
-#[test]
-fn runner_killed_while_idle_resumes_schedule() {
-    let sandbox = Sandbox::new(env!("CARGO_BIN_EXE_quicksilver-test-host"));
+support::backend_tests! {
+    #[test]
+    fn runner_killed_while_idle_resumes_schedule(database: TestDatabase);
+}
+fn runner_killed_while_idle_resumes_schedule(database: TestDatabase) {
+    let sandbox = Sandbox::on(env!("CARGO_BIN_EXE_quicksilver-test-host"), database);
     let task = sandbox.add_task(&["beat", "--every", "1"]);
 
     let mut crashed = sandbox.spawn(&["run-queue", "--sleep-duration", "0.5"]);
@@ -151,12 +158,15 @@ fn runner_killed_while_idle_resumes_schedule() {
     );
 }
 
+support::backend_tests! {
+    #[test]
+    fn live_run_of_other_runner_is_spared(database: TestDatabase);
+}
 /// Two runners of one queue whose lock folders differ both start. The
 /// second must not take the first one's live run for an orphan: killing
 /// its record would let the task start again while the run goes on.
-#[test]
-fn live_run_of_other_runner_is_spared() {
-    let sandbox = Sandbox::new(env!("CARGO_BIN_EXE_quicksilver-test-host"));
+fn live_run_of_other_runner_is_spared(database: TestDatabase) {
+    let sandbox = Sandbox::on(env!("CARGO_BIN_EXE_quicksilver-test-host"), database);
     let task = sandbox.add_task(&["sleep_for", "--every", "1", "--", "--seconds", "3"]);
     let other_locks = sandbox.folder().join("other-locks");
     std::fs::create_dir(&other_locks).expect("create a second lock folder");

@@ -2,6 +2,7 @@
 //! test host.
 
 use support::process::{HostOutput, Sandbox};
+use support::TestDatabase;
 
 /// The declaration ids of the test host: its own two and quicksilver's
 /// built-in housekeeping task.
@@ -11,8 +12,8 @@ const DECLARATIONS: [&str; 3] = [
     "quicksilver_test_host.sleep_for",
 ];
 
-fn sandbox() -> Sandbox {
-    Sandbox::new(env!("CARGO_BIN_EXE_quicksilver-test-host"))
+fn sandbox(database: TestDatabase) -> Sandbox {
+    Sandbox::on(env!("CARGO_BIN_EXE_quicksilver-test-host"), database)
 }
 
 /// Returns the check ids that `check` lists, from lines `ID: declared task ...`.
@@ -25,9 +26,12 @@ fn listed_checks(output: &HostOutput) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn install_twice_adds_no_duplicates() {
-    let sandbox = sandbox();
+support::backend_tests! {
+    #[test]
+    fn install_twice_adds_no_duplicates(database: TestDatabase);
+}
+fn install_twice_adds_no_duplicates(database: TestDatabase) {
+    let sandbox = sandbox(database);
 
     let first = sandbox.run_ok(&["install-tasks"]);
     let installed = first
@@ -64,9 +68,12 @@ fn install_twice_adds_no_duplicates() {
     );
 }
 
-#[test]
-fn check_lists_missing_declarations_until_installed() {
-    let sandbox = sandbox();
+support::backend_tests! {
+    #[test]
+    fn check_lists_missing_declarations_until_installed(database: TestDatabase);
+}
+fn check_lists_missing_declarations_until_installed(database: TestDatabase) {
+    let sandbox = sandbox(database);
 
     let before = sandbox.run(&["check"]);
     assert_eq!(
@@ -109,9 +116,12 @@ fn check_lists_missing_declarations_until_installed() {
     );
 }
 
-#[test]
-fn check_is_silenced_by_flag_and_environment() {
-    let sandbox = sandbox();
+support::backend_tests! {
+    #[test]
+    fn check_is_silenced_by_flag_and_environment(database: TestDatabase);
+}
+fn check_is_silenced_by_flag_and_environment(database: TestDatabase) {
+    let sandbox = sandbox(database);
     let listed = listed_checks(&sandbox.run(&["check"]));
     assert!(!listed.is_empty(), "check lists the missing declarations");
 
@@ -157,9 +167,12 @@ fn check_is_silenced_by_flag_and_environment() {
     );
 }
 
-#[test]
-fn install_keeps_operator_edits() {
-    let sandbox = sandbox();
+support::backend_tests! {
+    #[test]
+    fn install_keeps_operator_edits(database: TestDatabase);
+}
+fn install_keeps_operator_edits(database: TestDatabase) {
+    let sandbox = sandbox(database);
     sandbox.run_ok(&["install-tasks"]);
     let declared = |declaration: &str| {
         sandbox

@@ -8,10 +8,14 @@ use chrono::{TimeDelta, Utc};
 use quicksilver::{Execution, Status};
 use support::describe;
 use support::process::{HostOutput, Sandbox};
+use support::TestDatabase;
 
-#[test]
-fn locked_command_never_overlaps_across_processes() {
-    let sandbox = Sandbox::new(env!("CARGO_BIN_EXE_quicksilver-test-host"));
+support::backend_tests! {
+    #[test]
+    fn locked_command_never_overlaps_across_processes(database: TestDatabase);
+}
+fn locked_command_never_overlaps_across_processes(database: TestDatabase) {
+    let sandbox = Sandbox::on(env!("CARGO_BIN_EXE_quicksilver-test-host"), database);
 
     // A person's run holds the lock first, so the runner's first claim
     // finds it taken.

@@ -6,9 +6,10 @@ use std::time::Duration;
 use quicksilver::{Execution, Status};
 use support::describe;
 use support::process::{HostProcess, Sandbox};
+use support::TestDatabase;
 
-fn sandbox() -> Sandbox {
-    Sandbox::new(env!("CARGO_BIN_EXE_quicksilver-test-host"))
+fn sandbox(database: TestDatabase) -> Sandbox {
+    Sandbox::on(env!("CARGO_BIN_EXE_quicksilver-test-host"), database)
 }
 
 fn start_runner(sandbox: &Sandbox, args: &[&str]) -> HostProcess {
@@ -19,9 +20,12 @@ fn start_runner(sandbox: &Sandbox, args: &[&str]) -> HostProcess {
     runner
 }
 
-#[test]
-fn second_runner_of_queue_exits_at_once() {
-    let sandbox = sandbox();
+support::backend_tests! {
+    #[test]
+    fn second_runner_of_queue_exits_at_once(database: TestDatabase);
+}
+fn second_runner_of_queue_exits_at_once(database: TestDatabase) {
+    let sandbox = sandbox(database);
     let mut first = start_runner(&sandbox, &[]);
 
     let second = sandbox.run(&["run-queue"]);
@@ -50,9 +54,12 @@ fn second_runner_of_queue_exits_at_once() {
     );
 }
 
-#[test]
-fn runners_of_two_queues_share_database() {
-    let sandbox = sandbox();
+support::backend_tests! {
+    #[test]
+    fn runners_of_two_queues_share_database(database: TestDatabase);
+}
+fn runners_of_two_queues_share_database(database: TestDatabase) {
+    let sandbox = sandbox(database);
     let default_task = sandbox.add_task(&["sleep_for", "--every", "1", "--", "--seconds", "1"]);
     let other_task = sandbox.add_task(&[
         "sleep_for",

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use quicksilver::{Context, NewTask, Schedule, Status};
-use support::{describe, BackgroundRunner, TestDb};
+use support::{describe, BackgroundRunner, TestDatabase, TestDb};
 
 #[derive(Debug, clap::Parser)]
 struct EchoArguments {
@@ -36,9 +36,12 @@ const VALUES: [&str; 13] = [
     "--value",
 ];
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn arguments_reach_command_unchanged() {
-    let db = TestDb::new().await;
+support::backend_tests! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn arguments_reach_command_unchanged(database: TestDatabase);
+}
+async fn arguments_reach_command_unchanged(database: TestDatabase) {
+    let db = TestDb::open(database).await;
     let arguments: Vec<String> = VALUES
         .iter()
         .map(|value| format!("--value={value}"))
@@ -85,9 +88,12 @@ async fn arguments_reach_command_unchanged() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn separate_words_reach_command_unchanged() {
-    let db = TestDb::new().await;
+support::backend_tests! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn separate_words_reach_command_unchanged(database: TestDatabase);
+}
+async fn separate_words_reach_command_unchanged(database: TestDatabase) {
+    let db = TestDb::open(database).await;
     // Each `--value` and its value are two strings here, with no `=`
     // between them. Values that start with `-` are left out, because clap
     // would read them as flags in this form.

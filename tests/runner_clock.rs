@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use quicksilver::{Clock, Context, Execution, NewTask, Schedule, Status, TestClock};
-use support::{describe, due_at, millis, started, BackgroundRunner, TestDb};
+use support::{describe, due_at, millis, started, BackgroundRunner, TestDatabase, TestDb};
 
 const INTERVAL: TimeDelta = TimeDelta::seconds(2);
 
@@ -67,9 +67,12 @@ fn on_grid(offset: TimeDelta) -> bool {
 //
 // The ticks between T+4 and J, 5400 of them, coalesce into the catch-up
 // run. The next runs stay on the grid of T.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn forward_jump_runs_once_then_keeps_cadence() {
-    let db = TestDb::new().await;
+support::backend_tests! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn forward_jump_runs_once_then_keeps_cadence(database: TestDatabase);
+}
+async fn forward_jump_runs_once_then_keeps_cadence(database: TestDatabase) {
+    let db = TestDb::open(database).await;
     let clock = TestClock::new();
     let task = add_heartbeat(&db, &clock).await;
     let first_due = task.next_run;
@@ -141,9 +144,12 @@ async fn forward_jump_runs_once_then_keeps_cadence() {
 //   runs:    x     x                        x       x       x
 //
 // Without following the jump, the next run would stay at T+4, a day away.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn backward_jump_keeps_cadence_without_stall() {
-    let db = TestDb::new().await;
+support::backend_tests! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn backward_jump_keeps_cadence_without_stall(database: TestDatabase);
+}
+async fn backward_jump_keeps_cadence_without_stall(database: TestDatabase) {
+    let db = TestDb::open(database).await;
     let clock = TestClock::new();
     let task = add_heartbeat(&db, &clock).await;
     let runner = BackgroundRunner::start(db.runner("default").clock(clock.clone()));

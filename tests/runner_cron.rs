@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Timelike, Utc};
 use quicksilver::{Clock, Context, NewTask, Schedule, Status, TestClock};
-use support::{describe, due_at, BackgroundRunner, TestDb};
+use support::{describe, due_at, BackgroundRunner, TestDatabase, TestDb};
 
 #[quicksilver::command]
 async fn tick(_ctx: &Context) {}
@@ -28,9 +28,12 @@ async fn add_cron_task(db: &TestDb, clock: &TestClock, schedule: Schedule) -> qu
         .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn seconds_field_fires_on_matching_seconds() {
-    let db = TestDb::new().await;
+support::backend_tests! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn seconds_field_fires_on_matching_seconds(database: TestDatabase);
+}
+async fn seconds_field_fires_on_matching_seconds(database: TestDatabase) {
+    let db = TestDb::open(database).await;
     let clock = TestClock::new();
     let task = add_cron_task(&db, &clock, cron("*/2 * * * * *", "Asia/Kolkata")).await;
     let runner = BackgroundRunner::start(db.runner("default").clock(clock.clone()));
@@ -62,9 +65,12 @@ async fn seconds_field_fires_on_matching_seconds() {
 //   Paris   01:59:58  01:59:59 | 03:00:00  03:00:01
 //   * * *      run       run   |   run       run      every second, no gap
 //   02:30                      |   run                once, at the end of the gap
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn spring_forward_loses_and_doubles_nothing() {
-    let db = TestDb::new().await;
+support::backend_tests! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn spring_forward_loses_and_doubles_nothing(database: TestDatabase);
+}
+async fn spring_forward_loses_and_doubles_nothing(database: TestDatabase) {
+    let db = TestDb::open(database).await;
     let clock = TestClock::starting_at(utc("2026-03-29T00:59:57Z"));
     let every_second = add_cron_task(&db, &clock, cron("* * * * * *", "Europe/Paris")).await;
     let in_gap = add_cron_task(&db, &clock, cron("0 30 2 * * *", "Europe/Paris")).await;
@@ -125,9 +131,12 @@ async fn spring_forward_loses_and_doubles_nothing() {
 //   UTC     00:30:00            01:30:00
 //   Paris   02:30 (summer)      02:30 (winter)
 //   02:30      run                 no run          first pass only
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fall_back_runs_fixed_time_once() {
-    let db = TestDb::new().await;
+support::backend_tests! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn fall_back_runs_fixed_time_once(database: TestDatabase);
+}
+async fn fall_back_runs_fixed_time_once(database: TestDatabase) {
+    let db = TestDb::open(database).await;
     let clock = TestClock::starting_at(utc("2026-10-25T00:29:58Z"));
     let repeated = add_cron_task(&db, &clock, cron("0 30 2 * * *", "Europe/Paris")).await;
     let quarterly = add_cron_task(&db, &clock, cron("0 */15 * * * *", "Europe/Paris")).await;

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use quicksilver::{Context, NewTask, Schedule, Status, StopReason};
-use support::{describe, due_at, with_status, BackgroundRunner, TestDb};
+use support::{describe, due_at, with_status, BackgroundRunner, TestDatabase, TestDb};
 
 const WAIT: Duration = Duration::from_secs(8);
 
@@ -50,9 +50,12 @@ fn every_second() -> Schedule {
     Schedule::every(1).expect("1 second is a valid interval")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn error_and_panic_are_recorded() {
-    let db = TestDb::new().await;
+support::backend_tests! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn error_and_panic_are_recorded(database: TestDatabase);
+}
+async fn error_and_panic_are_recorded(database: TestDatabase) {
+    let db = TestDb::open(database).await;
     let failing = db
         .add_task(NewTask::new("sync_ledger", every_second()))
         .await;
@@ -126,9 +129,12 @@ async fn error_and_panic_are_recorded() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unknown_command_is_error_and_keeps_schedule() {
-    let db = TestDb::new().await;
+support::backend_tests! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn unknown_command_is_error_and_keeps_schedule(database: TestDatabase);
+}
+async fn unknown_command_is_error_and_keeps_schedule(database: TestDatabase) {
+    let db = TestDb::open(database).await;
     let task = db
         .add_task(NewTask::new("no_such_command", every_second()))
         .await;
@@ -172,9 +178,12 @@ async fn unknown_command_is_error_and_keeps_schedule() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn invalid_arguments_are_error_with_clap_message() {
-    let db = TestDb::new().await;
+support::backend_tests! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn invalid_arguments_are_error_with_clap_message(database: TestDatabase);
+}
+async fn invalid_arguments_are_error_with_clap_message(database: TestDatabase) {
+    let db = TestDb::open(database).await;
     let invalid_value = db
         .add_task(NewTask::new("resize", every_second()).arguments(["--width", "wide"]))
         .await;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chrono::TimeDelta;
 use quicksilver::{Context, NewTask, Schedule, Status};
-use support::{due_at, millis, started, with_status, BackgroundRunner, TestDb};
+use support::{due_at, millis, started, with_status, BackgroundRunner, TestDatabase, TestDb};
 
 /// How long each run takes, so that a runner that schedules from the end
 /// of the previous run would drift by this much each time.
@@ -22,9 +22,12 @@ async fn sleep_300ms(_ctx: &Context) {
 //   tick:   0s     1s     2s     3s   ...   9s
 //   run:    [--]   [--]   [--]   [--]       [--]     each 300 ms long
 //   due_at: t0     t0+1s  t0+2s  t0+3s      t0+9s    whatever the run time
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_second_runs_on_grid_without_drift() {
-    let db = TestDb::new().await;
+support::backend_tests! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_second_runs_on_grid_without_drift(database: TestDatabase);
+}
+async fn every_second_runs_on_grid_without_drift(database: TestDatabase) {
+    let db = TestDb::open(database).await;
     let schedule = Schedule::every(1).expect("1 second is a valid interval");
     let task = db.add_task(NewTask::new("sleep_300ms", schedule)).await;
     let runner = BackgroundRunner::start(db.runner("default"));

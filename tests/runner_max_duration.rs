@@ -7,7 +7,8 @@ use std::time::Duration;
 use chrono::TimeDelta;
 use quicksilver::{Context, NewTask, Schedule, Status, StopReason};
 use support::{
-    describe, due_at, ended, millis, run_time, started, with_status, BackgroundRunner, TestDb,
+    describe, due_at, ended, millis, run_time, started, with_status, BackgroundRunner,
+    TestDatabase, TestDb,
 };
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -74,9 +75,12 @@ fn assert_killed_at_max(execution: &quicksilver::Execution, seconds: i64) {
 //   tick (3 s):  0           3           6 s
 //   sleep_10s:   [killed at 1]  [killed at 4]
 //   heartbeat:      x  x     x   x  x  ...   runs whenever the lane is free
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn run_past_max_duration_is_killed() {
-    let db = TestDb::new().await;
+support::backend_tests! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn run_past_max_duration_is_killed(database: TestDatabase);
+}
+async fn run_past_max_duration_is_killed(database: TestDatabase) {
+    let db = TestDb::open(database).await;
     let sleeper = db
         .add_task(NewTask::new("sleep_10s", every(3)).max_duration(Duration::from_secs(1)))
         .await;
@@ -124,9 +128,12 @@ async fn run_past_max_duration_is_killed() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn default_max_duration_applies_to_tasks_without_one() {
-    let db = TestDb::new().await;
+support::backend_tests! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn default_max_duration_applies_to_tasks_without_one(database: TestDatabase);
+}
+async fn default_max_duration_applies_to_tasks_without_one(database: TestDatabase) {
+    let db = TestDb::open(database).await;
     let unlimited = db.add_task(NewTask::new("sleep_10s", every(60))).await;
     let limited = db
         .add_task(NewTask::new("sleep_10s", every(60)).max_duration(Duration::from_secs(2)))
@@ -167,9 +174,12 @@ async fn block_thread_4s(ctx: &Context) {
 // Two runs block both worker threads of the host's runtime for 4 s. The
 // runner's own loop runs on a thread of its own, so it still records each
 // run `killed` at its max duration of 1 s instead of `success` at 4 s.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn thread_blocking_runs_killed_on_time() {
-    let db = TestDb::new().await;
+support::backend_tests! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn thread_blocking_runs_killed_on_time(database: TestDatabase);
+}
+async fn thread_blocking_runs_killed_on_time(database: TestDatabase) {
+    let db = TestDb::open(database).await;
     let first = db
         .add_task(NewTask::new("block_thread_4s", every(60)).max_duration(Duration::from_secs(1)))
         .await;

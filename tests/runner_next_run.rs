@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use quicksilver::{Context, NewTask, NextRun, Schedule, Status};
-use support::{describe, due_at, ended, millis, started, with_status, BackgroundRunner, TestDb};
+use support::{
+    describe, due_at, ended, millis, started, with_status, BackgroundRunner, TestDatabase, TestDb,
+};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -54,9 +56,12 @@ fn every_second() -> Schedule {
 
 //   schedule:  0  1  2  3  4  5  6 s   (every second)
 //   runs:      x        x        x     (each 3 s after the previous ended)
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn next_run_after_delays_from_end_of_run() {
-    let db = TestDb::new().await;
+support::backend_tests! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn next_run_after_delays_from_end_of_run(database: TestDatabase);
+}
+async fn next_run_after_delays_from_end_of_run(database: TestDatabase) {
+    let db = TestDb::open(database).await;
     let task = db.add_task(NewTask::new("defer_3s", every_second())).await;
     let runner = BackgroundRunner::start(db.runner("default"));
 
@@ -102,9 +107,12 @@ async fn next_run_after_delays_from_end_of_run() {
 //   schedule:  0  1  2  3  4  5 s        (every second)
 //   runs:      x       x       x         (each at the time the previous one returned)
 //              0      2.5      5
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn next_run_at_sets_exact_due_time() {
-    let db = TestDb::new().await;
+support::backend_tests! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn next_run_at_sets_exact_due_time(database: TestDatabase);
+}
+async fn next_run_at_sets_exact_due_time(database: TestDatabase) {
+    let db = TestDb::open(database).await;
     let task = db.add_task(NewTask::new("rerun_at", every_second())).await;
     let runner = BackgroundRunner::start(db.runner("default"));
 
@@ -137,9 +145,12 @@ async fn next_run_at_sets_exact_due_time() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn next_run_after_huge_delay_is_recorded() {
-    let db = TestDb::new().await;
+support::backend_tests! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn next_run_after_huge_delay_is_recorded(database: TestDatabase);
+}
+async fn next_run_after_huge_delay_is_recorded(database: TestDatabase) {
+    let db = TestDb::open(database).await;
     let task = db
         .add_task(NewTask::new("defer_forever", every_second()))
         .await;
@@ -170,9 +181,12 @@ async fn next_run_after_huge_delay_is_recorded() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn task_that_never_recurs_leaves_queue_running() {
-    let db = TestDb::new().await;
+support::backend_tests! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn task_that_never_recurs_leaves_queue_running(database: TestDatabase);
+}
+async fn task_that_never_recurs_leaves_queue_running(database: TestDatabase) {
+    let db = TestDb::open(database).await;
     let once = db.add_task(NewTask::new("run_once", every_second())).await;
     let beating = db.add_task(NewTask::new("heartbeat", every_second())).await;
     let runner = BackgroundRunner::start(db.runner("default"));

@@ -6,36 +6,64 @@
 //! the runner at its next await as a crash would, but keeps the process
 //! and the database alive.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::BTreeMap;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use quicksilver::{Context, Execution, NewTask, Schedule, Status};
-use support::{describe, with_status, BackgroundRunner, TestDb};
+use support::{describe, with_status, BackgroundRunner, TestDatabase, TestDb};
 
 const WAIT: Duration = Duration::from_secs(5);
 
-/// How many runs of `tracked_sleep` are going in this process.
-static TRACKED_RUNNING: AtomicUsize = AtomicUsize::new(0);
+/// The runs of `tracked_sleep` in this process, by the `--tracker` name that
+/// each test gives its task, so that the tests of the backends, which run
+/// at the same time, count apart.
+static TRACKERS: Mutex<BTreeMap<String, RunCount>> = Mutex::new(BTreeMap::new());
 
-/// The maximum number of runs of `tracked_sleep` seen going at once.
-static TRACKED_MAX: AtomicUsize = AtomicUsize::new(0);
+/// How many runs of one tracker are going, and the maximum seen at once.
+#[derive(Clone, Copy, Debug, Default)]
+struct RunCount {
+    running: usize,
+    max: usize,
+}
+
+/// Returns the run count of `tracker` after `update` changed it.
+fn update_tracker(tracker: &str, update: impl FnOnce(&mut RunCount)) -> RunCount {
+    let mut trackers = TRACKERS.lock().unwrap_or_else(PoisonError::into_inner);
+    let count = trackers.entry(tracker.to_owned()).or_default();
+    update(count);
+    *count
+}
 
 /// Counts a run of `tracked_sleep` from its start until it returns or is
 /// dropped.
-struct Tracked;
+struct Tracked {
+    tracker: String,
+}
 
 impl Tracked {
-    fn start() -> Tracked {
-        let running = TRACKED_RUNNING.fetch_add(1, Ordering::SeqCst) + 1;
-        TRACKED_MAX.fetch_max(running, Ordering::SeqCst);
-        Tracked
+    fn start(tracker: &str) -> Tracked {
+        update_tracker(tracker, |count| {
+            count.running += 1;
+            count.max = count.max.max(count.running);
+        });
+        Tracked {
+            tracker: tracker.to_owned(),
+        }
     }
 }
 
 impl Drop for Tracked {
     fn drop(&mut self) {
-        TRACKED_RUNNING.fetch_sub(1, Ordering::SeqCst);
+        update_tracker(&self.tracker, |count| count.running -= 1);
     }
+}
+
+#[derive(Debug, clap::Parser)]
+struct TrackedArguments {
+    /// The name that the runs are counted under.
+    #[arg(long)]
+    tracker: String,
 }
 
 #[quicksilver::command]
@@ -46,8 +74,8 @@ async fn sleep_10s(ctx: &Context) {
 }
 
 #[quicksilver::command]
-async fn tracked_sleep(ctx: &Context) {
-    let _tracked = Tracked::start();
+async fn tracked_sleep(ctx: &Context, arguments: TrackedArguments) {
+    let _tracked = Tracked::start(&arguments.tracker);
     ctx.write_line("started");
     tokio::time::sleep(Duration::from_secs(10)).await;
 }
@@ -66,9 +94,12 @@ async fn wait_for_ongoing(db: &TestDb, task_id: i64) -> Execution {
     with_status(&executions, Status::Ongoing)[0].clone()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn abandoned_execution_is_killed_by_next_runner() {
-    let db = TestDb::new().await;
+support::backend_tests! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn abandoned_execution_is_killed_by_next_runner(database: TestDatabase);
+}
+async fn abandoned_execution_is_killed_by_next_runner(database: TestDatabase) {
+    let db = TestDb::open(database).await;
     let task = db.add_task(NewTask::new("sleep_10s", every_second())).await;
     let other_queue = db
         .add_task(NewTask::new("sleep_10s", every_second()).queue("reports"))
@@ -138,11 +169,15 @@ async fn abandoned_execution_is_killed_by_next_runner() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn abandoned_run_stops_with_its_runner() {
-    let db = TestDb::new().await;
+support::backend_tests! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn abandoned_run_stops_with_its_runner(database: TestDatabase);
+}
+async fn abandoned_run_stops_with_its_runner(database: TestDatabase) {
+    let db = TestDb::open(database).await;
+    let tracker = db.backend().name();
     let task = db
-        .add_task(NewTask::new("tracked_sleep", every_second()))
+        .add_task(NewTask::new("tracked_sleep", every_second()).arguments(["--tracker", tracker]))
         .await;
     let first = BackgroundRunner::start(db.runner("default"));
     wait_for_ongoing(&db, task.id).await;
@@ -150,7 +185,7 @@ async fn abandoned_run_stops_with_its_runner() {
 
     first.abort().await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let running_after_abort = TRACKED_RUNNING.load(Ordering::SeqCst);
+    let running_after_abort = update_tracker(tracker, |_| {}).running;
 
     // A second runner takes the task over. Had the first run survived its
     // runner, two runs of one task would now be going at once.
@@ -171,7 +206,7 @@ async fn abandoned_run_stops_with_its_runner() {
         "the command stops when its runner is dropped, instead of running on unrecorded"
     );
     assert_eq!(
-        TRACKED_MAX.load(Ordering::SeqCst),
+        update_tracker(tracker, |_| {}).max,
         1,
         "two runs of one task never go at once:\n{}",
         describe(&executions)

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use quicksilver::{Context, NewTask, Schedule, Status, OUTPUT_LIMIT};
-use support::{describe, resident_memory_bytes, BackgroundRunner, TestDb};
+use support::{describe, resident_memory_bytes, BackgroundRunner, TestDatabase, TestDb};
 
 const MIB: usize = 1024 * 1024;
 
@@ -26,6 +26,10 @@ static BASELINE: AtomicU64 = AtomicU64::new(0);
 
 /// The largest resident memory seen after each write of `write_200_mib`.
 static PEAK: AtomicU64 = AtomicU64::new(0);
+
+/// Held by each backend's run of `output_memory_stays_bounded`, so that one
+/// `write_200_mib` at a time sets `BASELINE` and `PEAK`.
+static MEMORY_TEST: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Returns line `index` of the 3 MiB output, `LINE_WIDTH` bytes long.
 fn numbered_line(index: usize) -> String {
@@ -47,7 +51,9 @@ async fn write_3_mib(ctx: &Context) {
 
 #[quicksilver::command]
 async fn write_200_mib(ctx: &Context) {
-    BASELINE.store(resident_memory_bytes(), Ordering::SeqCst);
+    let baseline = resident_memory_bytes();
+    BASELINE.store(baseline, Ordering::SeqCst);
+    PEAK.store(baseline, Ordering::SeqCst);
     for _ in 0..200 {
         let chunk = "y".repeat(MIB);
         ctx.write(&chunk);
@@ -105,9 +111,12 @@ fn split_marker(output: &str, written: usize) -> (&str, &str) {
     (kept, marker)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn output_past_limit_is_cut_with_marker() {
-    let db = TestDb::new().await;
+support::backend_tests! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn output_past_limit_is_cut_with_marker(database: TestDatabase);
+}
+async fn output_past_limit_is_cut_with_marker(database: TestDatabase) {
+    let db = TestDb::open(database).await;
     let task = db.add_task(NewTask::new("write_3_mib", hourly())).await;
     let runner = BackgroundRunner::start(db.runner("default"));
 
@@ -125,9 +134,12 @@ async fn output_past_limit_is_cut_with_marker() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tracing_events_land_in_output() {
-    let db = TestDb::new().await;
+support::backend_tests! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tracing_events_land_in_output(database: TestDatabase);
+}
+async fn tracing_events_land_in_output(database: TestDatabase) {
+    let db = TestDb::open(database).await;
     let task = db.add_task(NewTask::new("emit_events", hourly())).await;
     let runner = BackgroundRunner::start(db.runner("default"));
 
@@ -166,9 +178,14 @@ async fn tracing_events_land_in_output() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn output_memory_stays_bounded() {
-    let db = TestDb::new().await;
+support::backend_tests! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn output_memory_stays_bounded(database: TestDatabase);
+}
+async fn output_memory_stays_bounded(database: TestDatabase) {
+    let _one_at_a_time = MEMORY_TEST.lock().await;
+    BASELINE.store(0, Ordering::SeqCst);
+    let db = TestDb::open(database).await;
     let task = db.add_task(NewTask::new("write_200_mib", hourly())).await;
     let runner = BackgroundRunner::start(db.runner("default"));
 

@@ -5,7 +5,9 @@ use std::time::{Duration, Instant};
 
 use chrono::{TimeDelta, Utc};
 use quicksilver::{Context, NewTask, Schedule, Status};
-use support::{describe, due_at, ended, started, with_status, BackgroundRunner, TestDb};
+use support::{
+    describe, due_at, ended, started, with_status, BackgroundRunner, TestDatabase, TestDb,
+};
 
 const INTERVAL: TimeDelta = TimeDelta::seconds(2);
 
@@ -22,9 +24,12 @@ async fn sleep_3s(_ctx: &Context) {
 //   runs:   [A-------][B-------][C-------][D-------]
 //           0        3        6        9        12 s
 //   due_at: A=0   B=2   C=4         D=8          (6 and 10 coalesce)
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn long_runs_never_overlap_and_ticks_coalesce() {
-    let db = TestDb::new().await;
+support::backend_tests! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn long_runs_never_overlap_and_ticks_coalesce(database: TestDatabase);
+}
+async fn long_runs_never_overlap_and_ticks_coalesce(database: TestDatabase) {
+    let db = TestDb::open(database).await;
     let schedule = Schedule::every(2).expect("2 seconds is a valid interval");
     let task = db.add_task(NewTask::new("sleep_3s", schedule)).await;
     // Free lanes, so that only the rule against overlapping runs of one

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use quicksilver::{Context, Execution, NewTask, Schedule, Status, StopReason};
-use support::{describe, ended, with_status, BackgroundRunner, TestDb};
+use support::{describe, ended, with_status, BackgroundRunner, TestDatabase, TestDb};
 
 const WAIT: Duration = Duration::from_secs(5);
 
@@ -74,9 +74,12 @@ fn assert_killed_by_grace(execution: &Execution, grace: &str) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn shutdown_lets_run_finish_within_grace() {
-    let db = TestDb::new().await;
+support::backend_tests! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn shutdown_lets_run_finish_within_grace(database: TestDatabase);
+}
+async fn shutdown_lets_run_finish_within_grace(database: TestDatabase) {
+    let db = TestDb::open(database).await;
     let task = db.add_task(NewTask::new("sleep_2s", every_second())).await;
     let builder = db.runner("default").grace_period(Duration::from_secs(10));
     let runner = BackgroundRunner::start(builder);
@@ -112,9 +115,12 @@ async fn shutdown_lets_run_finish_within_grace() {
     assert_none_ongoing(&executions);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn shutdown_past_grace_kills_run() {
-    let db = TestDb::new().await;
+support::backend_tests! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn shutdown_past_grace_kills_run(database: TestDatabase);
+}
+async fn shutdown_past_grace_kills_run(database: TestDatabase) {
+    let db = TestDb::open(database).await;
     let task = db.add_task(NewTask::new("sleep_2s", every_second())).await;
     let builder = db
         .runner("default")
@@ -137,9 +143,12 @@ async fn shutdown_past_grace_kills_run() {
     assert_none_ongoing(&executions);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn restart_after_finishes_current_run() {
-    let db = TestDb::new().await;
+support::backend_tests! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn restart_after_finishes_current_run(database: TestDatabase);
+}
+async fn restart_after_finishes_current_run(database: TestDatabase) {
+    let db = TestDb::open(database).await;
     let task = db.add_task(NewTask::new("sleep_2s", every_second())).await;
     let builder = db
         .runner("default")
@@ -176,9 +185,12 @@ async fn restart_after_finishes_current_run() {
     assert_none_ongoing(&executions);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn shutdown_during_restart_applies_grace() {
-    let db = TestDb::new().await;
+support::backend_tests! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn shutdown_during_restart_applies_grace(database: TestDatabase);
+}
+async fn shutdown_during_restart_applies_grace(database: TestDatabase) {
+    let db = TestDb::open(database).await;
     let task = db.add_task(NewTask::new("sleep_10s", every_second())).await;
     let builder = db
         .runner("default")

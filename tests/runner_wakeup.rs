@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
 use quicksilver::{Context, NewTask, Schedule, Status};
-use support::{describe, millis, started, BackgroundRunner, TestDb};
+use support::{describe, millis, started, BackgroundRunner, TestDatabase, TestDb};
 
 /// Far longer than any wait of these tests, so that only a wake-up can
 /// start a task in time.
@@ -34,9 +34,12 @@ fn start_sleepy_runner(db: &TestDb) -> BackgroundRunner {
     BackgroundRunner::start(db.runner("default").sleep_duration(SLEEP_DURATION))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn added_task_wakes_runner() {
-    let db = TestDb::new().await;
+support::backend_tests! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn added_task_wakes_runner(database: TestDatabase);
+}
+async fn added_task_wakes_runner(database: TestDatabase) {
+    let db = TestDb::open(database).await;
     let runner = start_sleepy_runner(&db);
     tokio::time::sleep(SETTLE).await;
 
@@ -54,9 +57,12 @@ async fn added_task_wakes_runner() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn change_during_claim_wakes_runner() {
-    let db = TestDb::new().await;
+support::backend_tests! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn change_during_claim_wakes_runner(database: TestDatabase);
+}
+async fn change_during_claim_wakes_runner(database: TestDatabase) {
+    let db = TestDb::open(database).await;
     let runner = start_sleepy_runner(&db);
     tokio::time::sleep(SETTLE).await;
 
@@ -92,9 +98,12 @@ async fn change_during_claim_wakes_runner() {
     runner.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn run_task_now_wakes_runner() {
-    let db = TestDb::new().await;
+support::backend_tests! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn run_task_now_wakes_runner(database: TestDatabase);
+}
+async fn run_task_now_wakes_runner(database: TestDatabase) {
+    let db = TestDb::open(database).await;
     let later = Utc::now() + TimeDelta::hours(1);
     let task = db
         .add_task(NewTask::new("heartbeat", hourly()).next_run(later))
@@ -123,9 +132,12 @@ async fn run_task_now_wakes_runner() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn paused_task_runs_only_when_resumed() {
-    let db = TestDb::new().await;
+support::backend_tests! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn paused_task_runs_only_when_resumed(database: TestDatabase);
+}
+async fn paused_task_runs_only_when_resumed(database: TestDatabase) {
+    let db = TestDb::open(database).await;
     let task = db
         .add_task(NewTask::new("heartbeat", hourly()).paused(true))
         .await;
@@ -167,9 +179,12 @@ async fn paused_task_runs_only_when_resumed() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pausing_stops_a_repeating_task() {
-    let db = TestDb::new().await;
+support::backend_tests! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn pausing_stops_a_repeating_task(database: TestDatabase);
+}
+async fn pausing_stops_a_repeating_task(database: TestDatabase) {
+    let db = TestDb::open(database).await;
     let schedule = Schedule::every(1).expect("1 second is a valid interval");
     let task = db.add_task(NewTask::new("heartbeat", schedule)).await;
     let runner = start_sleepy_runner(&db);

@@ -161,14 +161,31 @@ where
     }
 }
 
-/// Generates one test per backend from one async test body.
+/// Runs `body` like [`run_on`], for a test that is not async, such as one
+/// that runs a tokio runtime of its own.
+///
+/// # Panics
+///
+/// As [`run_on`].
+pub fn run_blocking_on<F>(backend: Backend, body: F)
+where
+    F: FnOnce(TestDatabase),
+{
+    if let Some(database) = TestDatabase::create(backend) {
+        body(database);
+    }
+}
+
+/// Generates one test per backend from one test body.
 ///
 /// Each function becomes a module with the tests `sqlite`, `postgres` and
 /// `mysql`, each with the given attributes (at least the test attribute).
 /// The body gets a fresh [`TestDatabase`](crate::backends::TestDatabase) and
 /// can use the items of the enclosing module. A backend whose server URL is not
 /// set passes without running (see
-/// [`Backend::is_enabled`](crate::backends::Backend::is_enabled)).
+/// [`Backend::is_enabled`](crate::backends::Backend::is_enabled)). Bodies may
+/// be `async fn` (with an async test attribute such as `#[tokio::test]`) or
+/// plain `fn` (with `#[test]`).
 ///
 /// ```ignore
 /// support::backend_tests! {
@@ -176,14 +193,83 @@ where
 ///     async fn database_starts_empty(database: TestDatabase) {
 ///         database.execute_sql("CREATE TABLE t (id BIGINT)");
 ///     }
+///
+///     #[test]
+///     fn database_takes_writes(database: TestDatabase) {
+///         database.execute_sql("CREATE TABLE t (id BIGINT); INSERT INTO t VALUES (1)");
+///     }
+/// }
+/// ```
+///
+/// A signature that ends with `;` instead of a body names a function of
+/// the enclosing module with that signature, which rustfmt and clippy then
+/// see as ordinary code:
+///
+/// ```ignore
+/// support::backend_tests! {
+///     #[tokio::test]
+///     async fn database_starts_empty(database: TestDatabase);
+/// }
+/// async fn database_starts_empty(database: TestDatabase) {
+///     database.execute_sql("CREATE TABLE t (id BIGINT)");
 /// }
 /// ```
 #[macro_export]
 macro_rules! backend_tests {
-    ($(
+    () => {};
+    (
+        $(#[$attribute:meta])+
+        async fn $name:ident($database:ident: TestDatabase);
+        $($rest:tt)*
+    ) => {
+        mod $name {
+            $(#[$attribute])+
+            async fn sqlite() {
+                $crate::backends::run_on($crate::backends::Backend::Sqlite, super::$name).await;
+            }
+
+            $(#[$attribute])+
+            async fn postgres() {
+                $crate::backends::run_on($crate::backends::Backend::Postgres, super::$name).await;
+            }
+
+            $(#[$attribute])+
+            async fn mysql() {
+                $crate::backends::run_on($crate::backends::Backend::Mysql, super::$name).await;
+            }
+        }
+
+        $crate::backend_tests! { $($rest)* }
+    };
+    (
+        $(#[$attribute:meta])+
+        fn $name:ident($database:ident: TestDatabase);
+        $($rest:tt)*
+    ) => {
+        mod $name {
+            $(#[$attribute])+
+            fn sqlite() {
+                $crate::backends::run_blocking_on($crate::backends::Backend::Sqlite, super::$name);
+            }
+
+            $(#[$attribute])+
+            fn postgres() {
+                $crate::backends::run_blocking_on($crate::backends::Backend::Postgres, super::$name);
+            }
+
+            $(#[$attribute])+
+            fn mysql() {
+                $crate::backends::run_blocking_on($crate::backends::Backend::Mysql, super::$name);
+            }
+        }
+
+        $crate::backend_tests! { $($rest)* }
+    };
+    (
         $(#[$attribute:meta])+
         async fn $name:ident($database:ident: TestDatabase) $body:block
-    )*) => {$(
+        $($rest:tt)*
+    ) => {
         mod $name {
             #[allow(unused_imports)]
             use super::*;
@@ -205,7 +291,38 @@ macro_rules! backend_tests {
                 $crate::backends::run_on($crate::backends::Backend::Mysql, body).await;
             }
         }
-    )*};
+
+        $crate::backend_tests! { $($rest)* }
+    };
+    (
+        $(#[$attribute:meta])+
+        fn $name:ident($database:ident: TestDatabase) $body:block
+        $($rest:tt)*
+    ) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            fn body($database: $crate::backends::TestDatabase) $body
+
+            $(#[$attribute])+
+            fn sqlite() {
+                $crate::backends::run_blocking_on($crate::backends::Backend::Sqlite, body);
+            }
+
+            $(#[$attribute])+
+            fn postgres() {
+                $crate::backends::run_blocking_on($crate::backends::Backend::Postgres, body);
+            }
+
+            $(#[$attribute])+
+            fn mysql() {
+                $crate::backends::run_blocking_on($crate::backends::Backend::Mysql, body);
+            }
+        }
+
+        $crate::backend_tests! { $($rest)* }
+    };
 }
 
 /// A fresh, empty database for one test.

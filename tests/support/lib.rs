@@ -1,14 +1,15 @@
 //! Shared fixtures of the integration tests.
 //!
-//! Each test gets a fresh SQLite file in a temporary folder ([`TestDb`]) and
-//! starts the real runner on a tokio task ([`BackgroundRunner`]). The tests
-//! wait for results by polling the store until a deadline, so that a failing
-//! test ends with the executions it saw instead of hanging.
+//! Each test gets a fresh database ([`TestDb`]) and starts the real runner
+//! on a tokio task ([`BackgroundRunner`]). The tests wait for results by
+//! polling the store until a deadline, so that a failing test ends with the
+//! executions it saw instead of hanging.
 //!
 //! [`backends`] gives a test a fresh database on SQLite, PostgreSQL or MySQL
 //! by URL, and [`backend_tests!`] runs one test body on each backend.
 
 pub mod backends;
+pub mod cluster;
 pub mod process;
 
 pub use backends::{enabled_backends, Backend, TestDatabase};
@@ -57,31 +58,53 @@ pub fn install_tracing() {
     });
 }
 
-/// A fresh SQLite database in a temporary folder that also holds the lock
+/// A store on a fresh test database, with a temporary folder for the lock
 /// files of the runners started on it.
 ///
-/// The folder and the database are deleted when the value drops.
+/// The folder is deleted and the database dropped when the value drops.
 pub struct TestDb {
+    // Declared first so that the store's connections close before the
+    // database is dropped.
     store: Store,
     folder: TempDir,
+    database: TestDatabase,
 }
 
 impl TestDb {
-    /// Creates the database, applies the migrations and installs the
-    /// tracing subscriber.
+    /// Creates a fresh SQLite database, applies the migrations and installs
+    /// the tracing subscriber.
     ///
     /// # Panics
     ///
     /// Panics when the temporary folder or the database cannot be created.
     pub async fn new() -> TestDb {
+        let database =
+            TestDatabase::create(Backend::Sqlite).expect("the SQLite backend is always enabled");
+        TestDb::open(database).await
+    }
+
+    /// Opens a store on `database`, applies the migrations and installs the
+    /// tracing subscriber.
+    ///
+    /// # Panics
+    ///
+    /// Panics when the lock folder cannot be created or the store cannot be
+    /// opened.
+    pub async fn open(database: TestDatabase) -> TestDb {
         install_tracing();
-        let folder = tempfile::tempdir().expect("create a temporary folder for the database");
-        let path = folder.path().join("quicksilver.sqlite3");
-        let url = path.to_str().expect("temporary path is UTF-8").to_owned();
-        let store = Store::open(&url)
-            .await
-            .unwrap_or_else(|error| panic!("open the test database {url}: {error}"));
-        TestDb { store, folder }
+        let folder = tempfile::tempdir().expect("create a temporary folder for the lock files");
+        let store = Store::open(database.url()).await.unwrap_or_else(|error| {
+            panic!(
+                "open the {} test database {}: {error}",
+                database.backend(),
+                database.name()
+            )
+        });
+        TestDb {
+            store,
+            folder,
+            database,
+        }
     }
 
     /// Returns the store; clones share its connection pool and its change
@@ -90,7 +113,17 @@ impl TestDb {
         &self.store
     }
 
-    /// Returns the folder of the database file.
+    /// Returns the backend of the database.
+    pub fn backend(&self) -> Backend {
+        self.database.backend()
+    }
+
+    /// Returns the test database under the store.
+    pub fn database(&self) -> &TestDatabase {
+        &self.database
+    }
+
+    /// Returns the temporary folder of the lock files.
     pub fn folder(&self) -> &Path {
         self.folder.path()
     }

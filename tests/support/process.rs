@@ -1,6 +1,6 @@
 //! Fixtures of the process-level tests: the test host binary run as child
-//! processes on a database in a temporary folder, and stopped with real
-//! signals.
+//! processes on a database in a temporary folder, or on a [`TestDatabase`]
+//! of any backend, and stopped with real signals.
 //!
 //! A [`Sandbox`] owns the folder. [`Sandbox::run`] runs one CLI command to
 //! its end; [`Sandbox::spawn`] starts a long-running one, such as
@@ -26,6 +26,7 @@ use diesel::{Connection, SqliteConnection};
 use quicksilver::{Execution, ExecutionFilter, Store, Task, TaskFilter};
 use tempfile::TempDir;
 
+use crate::backends::{Backend, TestDatabase};
 use crate::describe;
 
 /// How long [`Sandbox::run`] lets a CLI command take before it fails the
@@ -41,15 +42,21 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(20);
 pub const HOST_LOG_FILTER: &str = "info";
 
 /// A temporary folder with a database file and a lock folder, and the host
-/// binary that the tests run on them.
+/// binary that the tests run on them. [`Sandbox::on`] puts the database on
+/// a [`TestDatabase`] instead of the folder's file.
 ///
-/// The folder is deleted when the value drops.
+/// The folder is deleted, and the test database dropped, when the value
+/// drops.
 pub struct Sandbox {
     host: PathBuf,
     folder: TempDir,
     runtime: tokio::runtime::Runtime,
     store: OnceLock<Store>,
     children: AtomicUsize,
+    /// The database of [`Sandbox::on`], or `None` for the SQLite file in
+    /// `folder`. Declared after `store`, so that the store's connections
+    /// close before the database is dropped.
+    database: Option<TestDatabase>,
 }
 
 /// What a CLI command that ran to its end returned and wrote.
@@ -102,6 +109,20 @@ impl Sandbox {
             runtime,
             store: OnceLock::new(),
             children: AtomicUsize::new(0),
+            database: None,
+        }
+    }
+
+    /// Creates the folder like [`new`](Sandbox::new), with `database` as the
+    /// database of the children and of the store.
+    ///
+    /// # Panics
+    ///
+    /// As [`new`](Sandbox::new).
+    pub fn on(host: &str, database: TestDatabase) -> Sandbox {
+        Sandbox {
+            database: Some(database),
+            ..Sandbox::new(host)
         }
     }
 
@@ -110,10 +131,28 @@ impl Sandbox {
         self.folder.path()
     }
 
-    /// Returns the path of the database file, which the children get in
-    /// `QUICKSILVER_DATABASE_URL`.
+    /// Returns the path of the SQLite file in the folder, which is the
+    /// database of a sandbox made with [`new`](Sandbox::new). A sandbox made
+    /// with [`on`](Sandbox::on) uses [`database_url`](Sandbox::database_url)
+    /// instead.
     pub fn database(&self) -> PathBuf {
         self.folder.path().join("quicksilver.sqlite3")
+    }
+
+    /// Returns the database URL, which the children get in
+    /// `QUICKSILVER_DATABASE_URL`.
+    pub fn database_url(&self) -> String {
+        match &self.database {
+            Some(database) => database.url().to_owned(),
+            None => self.database().to_string_lossy().into_owned(),
+        }
+    }
+
+    /// Returns the backend of the database.
+    pub fn backend(&self) -> Backend {
+        self.database
+            .as_ref()
+            .map_or(Backend::Sqlite, TestDatabase::backend)
     }
 
     /// Returns the lock folder, which the children get in
@@ -217,7 +256,7 @@ impl Sandbox {
         let mut command = Command::new(&self.host);
         command
             .args(args)
-            .env("QUICKSILVER_DATABASE_URL", self.database())
+            .env("QUICKSILVER_DATABASE_URL", self.database_url())
             .env("QUICKSILVER_LOCK_DIR", self.lock_dir())
             .env("RUST_LOG", HOST_LOG_FILTER)
             .env_remove("QUICKSILVER_SILENCED_CHECKS")
@@ -248,7 +287,7 @@ impl Sandbox {
     /// Panics when the database cannot be opened.
     pub fn store(&self) -> &Store {
         self.store.get_or_init(|| {
-            let url = self.database().to_string_lossy().into_owned();
+            let url = self.database_url();
             self.runtime
                 .block_on(Store::open(&url))
                 .unwrap_or_else(|error| panic!("open the sandbox database {url}: {error}"))
@@ -364,7 +403,16 @@ impl Sandbox {
     ///
     /// Panics when the database cannot be opened or the statements fail.
     pub fn execute_sql(&self, sql: &str) {
-        let url = self.database().to_string_lossy().into_owned();
+        match &self.database {
+            Some(database) if database.backend() != Backend::Sqlite => database.execute_sql(sql),
+            _ => self.execute_sqlite(sql),
+        }
+    }
+
+    /// Runs `sql` on the SQLite file with a busy timeout, so that it waits
+    /// for the children's writes instead of failing.
+    fn execute_sqlite(&self, sql: &str) {
+        let url = self.database_url();
         let mut connection = SqliteConnection::establish(&url)
             .unwrap_or_else(|error| panic!("open {url} for hand edits: {error}"));
         connection
