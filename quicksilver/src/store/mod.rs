@@ -208,6 +208,8 @@ struct StoreInner {
     writes: AtomicU64,
     /// Execution ends waiting for the next write transaction.
     finishes: Mutex<FinishQueue>,
+    /// Held while queued ends are taken and written.
+    flushing: Mutex<()>,
 }
 
 /// The connection pool of the database's backend.
@@ -231,6 +233,12 @@ struct Opened {
 }
 
 impl StoreInner {
+    fn flushing(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.flushing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     fn finishes(&self) -> std::sync::MutexGuard<'_, FinishQueue> {
         self.finishes
             .lock()
@@ -365,6 +373,7 @@ impl Store {
                 writer: opened.writer,
                 writes: AtomicU64::new(0),
                 finishes: Mutex::default(),
+                flushing: Mutex::default(),
             }),
         })
     }
@@ -787,6 +796,9 @@ impl Store {
                 };
                 return Ok((batch, false));
             }
+            // Ends are taken from the queue and written under one lock, so
+            // that an end no longer queued is an end written.
+            let _flushing = inner.flushing();
             let _turn = writer_turn(&inner);
             let (moved, batch) = write_with_queued_finishes(&inner, connection, |connection| {
                 let due = load_due_now(connection, &queue, now, limit)?;
@@ -868,9 +880,10 @@ impl Store {
     /// again retries.
     pub(crate) async fn flush_finish(&self, ticket: u64) -> Result<()> {
         let (wrote, moved) = on_backend!(self, |connection, inner| {
+            // Ends are taken from the queue and written under one lock, so
+            // that an end no longer queued is an end written.
+            let _flushing = inner.flushing();
             let _turn = writer_turn(&inner);
-            // Under the writer turn no write is under way, so an end
-            // that is no longer queued is written.
             let queued = inner.finishes().pending.iter().any(|(t, _)| *t == ticket);
             if !queued {
                 return Ok((false, false));
