@@ -240,7 +240,7 @@ support::backend_tests! {
     }
 }
 
-// SQLite only: a server database has no folder.
+// Runs on SQLite only, because a server database has no folder.
 #[test]
 fn database_in_missing_folder_is_rejected() {
     let database = TestDatabase::create(Backend::Sqlite).expect("SQLite is always enabled");

@@ -183,30 +183,9 @@ fn sigint_run_killed_past_grace(database: TestDatabase) {
     assert_run_killed(&stopped, "INT");
 }
 
-// Written out instead of generated, to ignore the server backends: the
-// runner logs `runner started` before it installs its SIGTERM handler, and
-// between the two it marks orphans and registers itself in the database.
-// On a server those round trips take long enough that a SIGTERM sent at
-// the log line ends the process by the signal instead of with 0.
-mod sigterm_stops_idle_runner_at_once {
-    use support::backends::{run_blocking_on, Backend};
-
+support::backend_tests! {
     #[test]
-    fn sqlite() {
-        run_blocking_on(Backend::Sqlite, super::sigterm_stops_idle_runner_at_once);
-    }
-
-    #[test]
-    #[ignore = "library: SIGTERM right after `runner started` kills the runner (signal 15)"]
-    fn postgres() {
-        run_blocking_on(Backend::Postgres, super::sigterm_stops_idle_runner_at_once);
-    }
-
-    #[test]
-    #[ignore = "library: SIGTERM right after `runner started` kills the runner (signal 15)"]
-    fn mysql() {
-        run_blocking_on(Backend::Mysql, super::sigterm_stops_idle_runner_at_once);
-    }
+    fn sigterm_stops_idle_runner_at_once(database: TestDatabase);
 }
 fn sigterm_stops_idle_runner_at_once(database: TestDatabase) {
     let sandbox = Sandbox::on(env!("CARGO_BIN_EXE_quicksilver-test-host"), database);

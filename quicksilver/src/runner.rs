@@ -5,6 +5,7 @@ use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
 use std::path::PathBuf;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -592,6 +593,7 @@ pub(crate) fn runner_identity() -> String {
     )
 }
 
+#[derive(Clone)]
 struct RunState {
     store: Store,
     options: Arc<Options>,
@@ -629,6 +631,14 @@ impl RunState {
             }
         };
         let _live = LiveRunner::new(&self.identity);
+        // Polled once here, the stop future installs the signal handlers, so
+        // that a SIGTERM from the moment the runner says it started on is a
+        // graceful stop rather than the signal's default end.
+        let mut stop = Box::pin(stop_signal(self.options.handle_signals, shutdown));
+        let early = std::future::poll_fn(|cx| std::task::Poll::Ready(stop.as_mut().poll(cx))).await;
+        if let std::task::Poll::Ready(reason) = early {
+            return Ok(reason);
+        }
         tracing::info!(parent: &span, database = %self.store.url(), "runner started");
         if !output::capture_installed() {
             tracing::warn!(parent: &span,
@@ -643,7 +653,7 @@ impl RunState {
                 .register_runner(record.clone(), self.options.clock.now())
         })
         .await?;
-        let stopped = self.serve(shutdown).instrument(span.clone()).await;
+        let stopped = self.serve(stop).instrument(span.clone()).await;
         if let Err(error) = self
             .store
             .stop_runner(&self.identity, self.options.clock.now())
@@ -669,13 +679,14 @@ impl RunState {
     /// Writes this runner's heartbeat, then marks the runs of dead runners
     /// of the queue `killed`. A failure is logged and tried again at the
     /// next heartbeat.
-    async fn beat(&self, failures: &mut u32, running: Vec<i64>) {
+    async fn beat(&self, memory: &HeartbeatMemory, running: Vec<i64>) {
         let now = self.options.clock.now();
         let timeout = self.options.heartbeat_timeout;
         let request = ReapRequest {
             queue: self.options.queue.clone(),
             runner: self.identity.to_string(),
             running,
+            suspects: lock_memory(&memory.suspects).clone(),
             stale_before: now - to_delta(timeout),
             now,
             dead_reason: format!(
@@ -698,10 +709,11 @@ impl RunState {
         };
         match reaped {
             Ok(reaped) => {
-                if *failures > 0 {
-                    tracing::info!(failures = *failures, "heartbeat written again");
+                let failures = memory.failures.swap(0, Ordering::Relaxed);
+                if failures > 0 {
+                    tracing::info!(failures, "heartbeat written again");
                 }
-                *failures = 0;
+                *lock_memory(&memory.suspects) = reaped.suspects;
                 for (execution_id, runner) in reaped.dead {
                     tracing::warn!(execution.id = execution_id, runner.id = %runner,
                         "marked execution killed: its runner stopped sending heartbeats");
@@ -715,9 +727,9 @@ impl RunState {
                 }
             }
             Err(error) => {
-                *failures += 1;
-                if *failures == 1 || failures.is_power_of_two() {
-                    tracing::error!(error = %CauseChain(&error), failures = *failures,
+                let failures = memory.failures.fetch_add(1, Ordering::Relaxed) + 1;
+                if failures == 1 || failures.is_power_of_two() {
+                    tracing::error!(error = %CauseChain(&error), failures,
                         "writing the heartbeat failed; retrying at the next one");
                 }
             }
@@ -758,11 +770,10 @@ impl RunState {
 
     async fn serve(
         &self,
-        shutdown: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+        mut stop: Pin<Box<impl Future<Output = StopReason>>>,
     ) -> Result<StopReason, RunnerError> {
         let options = &self.options;
         let clock = options.clock.clone();
-        let mut stop = Box::pin(stop_signal(options.handle_signals, shutdown));
         let restart_at = options
             .restart_after
             .and_then(|after| tokio::time::Instant::now().checked_add(after));
@@ -781,8 +792,23 @@ impl RunState {
             .map(|listener| AbortOnDrop(listener.abort_handle()));
         let mut expected_due = None;
         let mut claim_lead = MIN_CLAIM_LEAD;
-        let mut next_heartbeat = tokio::time::Instant::now() + options.heartbeat_interval;
-        let mut heartbeat_failures = 0u32;
+        // The heartbeat runs beside this loop, so that a due time that comes
+        // during its writes is claimed on time, and goes on while running
+        // executions finish after a stop.
+        let heartbeat = {
+            let state = self.clone();
+            let running_ids = running.ids.clone();
+            let interval = options.heartbeat_interval;
+            let task = tokio::spawn(async move {
+                let memory = HeartbeatMemory::default();
+                loop {
+                    tokio::time::sleep(interval).await;
+                    let ids = lock_memory(&running_ids).values().copied().collect();
+                    state.beat(&memory, ids).await;
+                }
+            });
+            AbortOnDrop(task.abort_handle())
+        };
 
         let reason = loop {
             let now = clock.now();
@@ -859,15 +885,15 @@ impl RunState {
                 Some(()) = running.join_next(), if !running.is_empty() => {}
                 reason = &mut stop => break reason,
                 () = sleep_until_option(restart_at) => break StopReason::RestartDue,
-                () = tokio::time::sleep_until(next_heartbeat) => {
-                    self.beat(&mut heartbeat_failures, running.execution_ids()).await;
-                    next_heartbeat = tokio::time::Instant::now() + options.heartbeat_interval;
-                }
             }
         };
 
-        self.drain(reason, &mut running, &kill_sender, &mut stop)
-            .await
+        let drained = self
+            .drain(reason, &mut running, &kill_sender, &mut stop)
+            .await;
+        // No heartbeat may write after the runner records its stop.
+        drop(heartbeat);
+        drained
     }
 
     /// Waits for running executions after the runner stopped claiming.
@@ -945,7 +971,8 @@ impl RunState {
 /// The executions running on a runner's tokio tasks.
 struct Lanes {
     set: JoinSet<()>,
-    executions: HashMap<tokio::task::Id, i64>,
+    /// The execution of each task in the set, shared with the heartbeat.
+    ids: Arc<std::sync::Mutex<HashMap<tokio::task::Id, i64>>>,
     store: Store,
 }
 
@@ -953,7 +980,7 @@ impl Lanes {
     fn new(store: Store) -> Self {
         Lanes {
             set: JoinSet::new(),
-            executions: HashMap::new(),
+            ids: Arc::default(),
             store,
         }
     }
@@ -966,15 +993,10 @@ impl Lanes {
         self.set.is_empty()
     }
 
-    /// Returns the ids of the executions running in the lanes.
-    fn execution_ids(&self) -> Vec<i64> {
-        self.executions.values().copied().collect()
-    }
-
     fn spawn(&mut self, execution: Execution) {
         let execution_id = execution.claim.execution_id;
         let handle = self.set.spawn(execution.run());
-        self.executions.insert(handle.id(), execution_id);
+        lock_memory(&self.ids).insert(handle.id(), execution_id);
     }
 
     /// Waits for one execution task to end, and returns `None` when none
@@ -1005,7 +1027,7 @@ impl Lanes {
                 error.is_panic().then(|| panic_text(error.into_panic())),
             ),
         };
-        let execution_id = self.executions.remove(&id);
+        let execution_id = lock_memory(&self.ids).remove(&id);
         if let (Some(execution_id), Some(message)) = (execution_id, panic) {
             let span = tracing::error_span!("quicksilver.claim", execution.id = execution_id);
             tracing::error!(parent: &span, panic = %message, "the runner failed while running an execution");
@@ -1214,7 +1236,7 @@ pub(crate) async fn run_command(
                 match lease {
                     Ok(None) => Ok(held),
                     Ok(Some(holder)) => Err(Ok(format!("runner {holder}, on another host"))),
-                    Err(error) => Err(Err(error.to_string())),
+                    Err(error) => Err(Err(CauseChain(&error).to_string())),
                 }
             }
             Ok(Attempt::Taken { holder }) => {
@@ -1336,6 +1358,22 @@ pub(crate) async fn run_command(
     finish.runtime = started.elapsed();
     finish.ended = request.clock.now();
     finish
+}
+
+/// What a runner's heartbeats carry from one to the next.
+#[derive(Debug, Default)]
+struct HeartbeatMemory {
+    /// Heartbeats that failed in a row.
+    failures: AtomicU32,
+    /// The runner's own executions that the last heartbeat found ongoing
+    /// but not running (see `ReapRequest::suspects`).
+    suspects: std::sync::Mutex<Vec<i64>>,
+}
+
+fn lock_memory<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The name of the lease that a command declared with `lock` holds while

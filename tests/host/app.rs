@@ -5,18 +5,20 @@
 //! Two task declarations, one on the `other` queue, give `install-tasks` and
 //! `check` something to install.
 //!
-//! The multi-runner tests use three more commands, which write to a file
-//! that every runner process shares: `record_tick` appends the tick it
-//! serves, the locked `exclusive_span` appends when it starts and ends, and
+//! The multi-runner tests use three more commands. `record_tick` appends
+//! the tick it serves to a file that every runner process shares, and the
+//! locked `exclusive_span` appends when it starts and ends.
 //! `clear_successful_now` deletes the successful executions that ended
 //! before the runner's clock. They also set runner options that the CLI
-//! does not have through environment variables, read by `run-queue` only:
+//! does not have through environment variables, read by `run-queue` only,
+//! all in milliseconds:
 //!
-//! | variable | what it sets |
-//! | --- | --- |
-//! | `QUICKSILVER_TEST_HEARTBEAT_INTERVAL_MS` | time between two heartbeats, in milliseconds |
-//! | `QUICKSILVER_TEST_HEARTBEAT_TIMEOUT_MS` | heartbeat age after which a runner counts as dead, in milliseconds |
-//! | `QUICKSILVER_TEST_CLOCK_OFFSET_MS` | offset of the runner's clock from the system clock, in milliseconds, negative for a clock behind |
+//! - `QUICKSILVER_TEST_HEARTBEAT_INTERVAL_MS`: the time between two
+//!   heartbeats.
+//! - `QUICKSILVER_TEST_HEARTBEAT_TIMEOUT_MS`: the heartbeat age after
+//!   which a runner counts as dead. Set both heartbeat variables or none.
+//! - `QUICKSILVER_TEST_CLOCK_OFFSET_MS`: the offset of the runner's clock
+//!   from the system clock, negative for a clock behind.
 //!
 //! ```text
 //! cargo build --bin quicksilver-test-host

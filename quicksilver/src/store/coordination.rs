@@ -11,8 +11,19 @@ use super::schema::{
     quicksilver_runners as runners,
 };
 use super::sql_types::StoredTime;
-use super::{Result, Store, StoreError};
+use super::{Result, Store};
 use crate::execution::Status;
+
+/// A lease's row, as [`Store::take_lease`] inserts it.
+#[derive(Debug, Insertable)]
+#[diesel(table_name = leases)]
+pub(crate) struct LeaseRow<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) holder: &'a str,
+    pub(crate) execution_id: Option<i64>,
+    pub(crate) acquired_at: StoredTime,
+    pub(crate) expires_at: StoredTime,
+}
 
 /// A runner's row, as [`Store::register_runner`] writes it.
 #[derive(Debug, Clone)]
@@ -31,6 +42,11 @@ pub(crate) struct ReapRequest {
     pub(crate) runner: String,
     /// The executions that runner runs.
     pub(crate) running: Vec<i64>,
+    /// The runner's executions that the last reap found and it did not
+    /// run. Only those found again are killed: a claim that committed
+    /// after `running` was taken shows up once, and is running by the next
+    /// reap.
+    pub(crate) suspects: Vec<i64>,
     /// Heartbeats before this are too old.
     pub(crate) stale_before: DateTime<Utc>,
     pub(crate) now: DateTime<Utc>,
@@ -45,6 +61,9 @@ pub(crate) struct Reaped {
     pub(crate) dead: Vec<(i64, String)>,
     /// Runs of the reaping runner that never started.
     pub(crate) unknown: Vec<i64>,
+    /// Runs of the reaping runner found for the first time, to give as
+    /// `suspects` to the next reap.
+    pub(crate) suspects: Vec<i64>,
 }
 
 /// A runner that shares the database, as its row says.
@@ -127,7 +146,8 @@ impl Store {
     /// - runs of `runner` itself that are not in `running`: their claim
     ///   reached the database while its answer was lost with the
     ///   connection, so they never started, and would otherwise block their
-    ///   task for good.
+    ///   task for good. Such a run is killed when two reaps in a row find
+    ///   it.
     ///
     /// One read finds them, so that the usual case, none, writes nothing.
     pub(crate) async fn reap(&self, request: ReapRequest) -> Result<Reaped> {
@@ -140,12 +160,17 @@ impl Store {
                 .load(connection)?)
         })?;
         let mut unknown = Vec::new();
+        let mut suspects = Vec::new();
         let mut others: Vec<(i64, String)> = Vec::new();
         for (id, runner) in ongoing {
             match runner {
                 Some(runner) if runner == request.runner => {
                     if !request.running.contains(&id) {
-                        unknown.push(id);
+                        if request.suspects.contains(&id) {
+                            unknown.push(id);
+                        } else {
+                            suspects.push(id);
+                        }
                     }
                 }
                 runner => others.push((id, runner.unwrap_or_default())),
@@ -171,7 +196,10 @@ impl Store {
                 .collect();
         }
         if dead.is_empty() && unknown.is_empty() {
-            return Ok(Reaped::default());
+            return Ok(Reaped {
+                suspects,
+                ..Reaped::default()
+            });
         }
         let now = request.now;
         write_on_backend!(self, |connection| {
@@ -195,7 +223,11 @@ impl Store {
                 .into_iter()
                 .filter(|(id, _)| dead_ids.contains(id))
                 .collect();
-            Ok(Reaped { dead, unknown })
+            Ok(Reaped {
+                dead,
+                unknown,
+                suspects,
+            })
         })
     }
 
@@ -264,8 +296,22 @@ impl Store {
         let name = name.to_owned();
         let holder = holder.to_owned();
         write_on_backend!(self, |connection| {
-            // An expired lease, or one of this holder, is taken over; a
-            // live one of another holder stays.
+            // A free lease has no row, so the insert comes first: where two
+            // holders race, the primary key lets one in. An update first
+            // would lock the missing row's gap on MySQL, where two such
+            // transactions deadlock on their inserts.
+            let row = LeaseRow {
+                name: &name,
+                holder: &holder,
+                execution_id,
+                acquired_at: to_db(now),
+                expires_at: to_db(expires_at),
+            };
+            if insert_lease(connection, &row)? {
+                return Ok(None);
+            }
+            // The row exists: take it over if it expired or is this
+            // holder's; leave another holder's live lease.
             let taken = diesel::update(
                 leases::table.filter(leases::name.eq(&name)).filter(
                     leases::expires_at
@@ -288,29 +334,7 @@ impl Store {
                 .select(leases::holder)
                 .first(connection)
                 .optional()?;
-            if let Some(current) = current {
-                return Ok(Some(current));
-            }
-            // No row: insert one. Two holders that race here both try; the
-            // primary key lets one in and fails the other, whose whole
-            // transaction then reports the lease as taken.
-            let inserted = diesel::insert_into(leases::table)
-                .values((
-                    leases::name.eq(&name),
-                    leases::holder.eq(&holder),
-                    leases::execution_id.eq(execution_id),
-                    leases::acquired_at.eq(to_db(now)),
-                    leases::expires_at.eq(to_db(expires_at)),
-                ))
-                .execute(connection);
-            match inserted {
-                Ok(_) => Ok(None),
-                Err(diesel::result::Error::DatabaseError(
-                    diesel::result::DatabaseErrorKind::UniqueViolation,
-                    _,
-                )) => Ok(Some("another runner".to_owned())),
-                Err(error) => Err(StoreError::Query(error)),
-            }
+            Ok(Some(current.unwrap_or_else(|| "another runner".to_owned())))
         })
     }
 

@@ -126,7 +126,9 @@ impl StoreError {
                         | DatabaseErrorKind::SerializationFailure
                 ) || is_transient_message(info.message())
             }
-            StoreError::Query(Error::BrokenTransactionManager) => true,
+            StoreError::Query(
+                Error::BrokenTransactionManager | Error::RollbackErrorOnCommit { .. },
+            ) => true,
             _ => false,
         }
     }
@@ -301,7 +303,7 @@ macro_rules! write_on_backend {
 mod coordination;
 
 pub use self::coordination::RunnerInfo;
-pub(crate) use self::coordination::{ReapRequest, RunnerRecord};
+pub(crate) use self::coordination::{LeaseRow, ReapRequest, RunnerRecord};
 
 /// Runs `work` with a connection of `pool` on tokio's blocking pool.
 async fn run_blocking<C, T, F>(pool: Pool<ConnectionManager<C>>, work: F) -> Result<T>

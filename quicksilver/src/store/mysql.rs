@@ -20,6 +20,18 @@ const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/mysql");
 pub(super) const QUEUE_IS_SQL: &str = "quicksilver_tasks.queue = ";
 
 include!("ops.rs");
+
+/// Inserts `row` unless a lease of that name exists, and returns whether
+/// it did. A failed insert would abort the transaction on PostgreSQL, so
+/// the conflict is skipped instead of raised.
+pub(super) fn insert_lease(connection: &mut Conn, row: &LeaseRow<'_>) -> Result<bool> {
+    Ok(
+        diesel::insert_or_ignore_into(super::schema::quicksilver_leases::table)
+            .values(row)
+            .execute(connection)?
+            == 1,
+    )
+}
 include!("server.rs");
 
 /// Sets READ COMMITTED on each connection. Under InnoDB's default,

@@ -24,6 +24,19 @@ pub(super) const QUEUE_IS_SQL: &str = "quicksilver_tasks.queue = ";
 const MIGRATION_LOCK: i64 = 0x7175_6963_6b73_696c;
 
 include!("ops.rs");
+
+/// Inserts `row` unless a lease of that name exists, and returns whether
+/// it did. A failed insert would abort the transaction on PostgreSQL, so
+/// the conflict is skipped instead of raised.
+pub(super) fn insert_lease(connection: &mut Conn, row: &LeaseRow<'_>) -> Result<bool> {
+    Ok(
+        diesel::insert_into(super::schema::quicksilver_leases::table)
+            .values(row)
+            .on_conflict_do_nothing()
+            .execute(connection)?
+            == 1,
+    )
+}
 include!("server.rs");
 
 /// The channel on which changes to tasks are announced.

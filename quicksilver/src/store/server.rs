@@ -4,8 +4,8 @@
 // claim takes each tick with a conditional update instead of holding a
 // file lock.
 
-/// Connections a process keeps to the server at most.
-const POOL_SIZE: u32 = 8;
+/// Connections a process keeps open to the server.
+const POOL_SIZE: u32 = 4;
 
 /// How long taking a connection from the pool may wait, which bounds how
 /// long a call waits for a server that does not answer.
@@ -48,10 +48,14 @@ pub(super) fn open(url: &str) -> Result<Opened> {
     let statements = Arc::new(AtomicU64::new(0));
     let pool = Pool::builder()
         .max_size(POOL_SIZE)
-        // No connection is opened in the background to keep a minimum:
-        // one still opening when the process exits crashes it inside the
-        // client library.
-        .min_idle(Some(0))
+        // Every connection is opened before `build` returns, and kept: none
+        // is opened, closed or replaced by the pool's own threads later,
+        // unless it breaks. A connection still opening or closing on such a
+        // thread when the process exits can crash it inside the client
+        // library (seen with libpq over TLS).
+        .min_idle(Some(POOL_SIZE))
+        .idle_timeout(None)
+        .max_lifetime(None)
         // A server connection can break (restart, idle timeout), so the
         // pool checks each one before handing it out.
         .test_on_check_out(true)

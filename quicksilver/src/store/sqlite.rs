@@ -30,6 +30,18 @@ pub(super) const QUEUE_IS_SQL: &str = "quicksilver_tasks.queue = +";
 
 include!("ops.rs");
 
+/// Inserts `row` unless a lease of that name exists, and returns whether
+/// it did. A failed insert would abort the transaction on PostgreSQL, so
+/// the conflict is skipped instead of raised.
+pub(super) fn insert_lease(connection: &mut Conn, row: &LeaseRow<'_>) -> Result<bool> {
+    Ok(
+        diesel::insert_or_ignore_into(super::schema::quicksilver_leases::table)
+            .values(row)
+            .execute(connection)?
+            == 1,
+    )
+}
+
 /// Waits for this process's turn to write to the database file: its
 /// connections queue on a mutex, which wakes the next writer at once,
 /// instead of racing for the file lock and sleeping in SQLite's busy
