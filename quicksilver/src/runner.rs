@@ -1222,17 +1222,31 @@ pub(crate) async fn run_command(
             Ok(Attempt::Acquired(held)) => {
                 // The file lock covers this machine; the lease in the
                 // database covers the other hosts that share it.
-                let now = request.clock.now();
-                let lease = request
-                    .store
-                    .take_lease(
-                        &lease_name(descriptor.name()),
-                        &request.lease_holder,
-                        Some(request.execution_id),
-                        now,
-                        now + to_delta(request.lease_timeout),
-                    )
-                    .await;
+                let mut attempts = 0;
+                let lease = loop {
+                    let now = request.clock.now();
+                    let taken = request
+                        .store
+                        .take_lease(
+                            &lease_name(descriptor.name()),
+                            &request.lease_holder,
+                            Some(request.execution_id),
+                            now,
+                            now + to_delta(request.lease_timeout),
+                        )
+                        .await;
+                    match taken {
+                        // Two hosts that take a lease at once can deadlock
+                        // on MySQL, which rolls one back: try that one again.
+                        Err(error) if error.is_transient() && attempts < LEASE_ATTEMPTS => {
+                            attempts += 1;
+                            tracing::debug!(error = %CauseChain(&error), attempts,
+                                "taking the command's lease failed; retrying");
+                            tokio::time::sleep(Duration::from_millis(10 << attempts)).await;
+                        }
+                        taken => break taken,
+                    }
+                };
                 match lease {
                     Ok(None) => Ok(held),
                     Ok(Some(holder)) => Err(Ok(format!("runner {holder}, on another host"))),
@@ -1375,6 +1389,10 @@ fn lock_memory<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
+
+/// Attempts to take a command's lease before its run is recorded as
+/// failed: about 5 s of pauses in all.
+const LEASE_ATTEMPTS: u32 = 8;
 
 /// The name of the lease that a command declared with `lock` holds while
 /// it runs.
