@@ -288,6 +288,11 @@ impl Runner {
                         }
                     })
                 });
+                // Dropping the runtime waits for its blocking calls, such as
+                // a heartbeat's write, so that none still uses a database
+                // connection while the process exits: a client library
+                // used during exit can crash it (seen with libpq over TLS).
+                drop(runtime);
                 if let Some(result) = result {
                     let _ = result_sender.send(result);
                 }
