@@ -1043,7 +1043,7 @@ impl BackendKind {
                 #[cfg(not(feature = "postgres"))]
                 return Err(missing("postgres", "PostgreSQL"));
             }
-            Some("mysql" | "mariadb") => {
+            Some("mysql") => {
                 #[cfg(feature = "mysql")]
                 return Ok(BackendKind::Mysql);
                 #[cfg(not(feature = "mysql"))]
