@@ -157,7 +157,10 @@ fn is_transient_message(message: &str) -> bool {
         "Deadlock found",
         "Lock wait timeout",
     ];
-    TRANSIENT.iter().any(|text| message.contains(text))
+    let message = message.to_ascii_lowercase();
+    TRANSIENT
+        .iter()
+        .any(|text| message.contains(&text.to_ascii_lowercase()))
 }
 
 type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -1199,6 +1202,19 @@ mod tests {
     fn ongoing_condition_spells_the_stored_status() {
         let spelled = format!("'{}'", Status::Ongoing.as_str());
         assert!(ONGOING_STATUS_SQL.ends_with(&spelled));
+    }
+
+    #[test]
+    fn lost_server_connections_are_transient() {
+        for message in [
+            "Server has gone away",
+            "Lost connection to server during query",
+            "terminating connection due to administrator command",
+            "database is locked",
+        ] {
+            assert!(is_transient_message(message), "{message}");
+        }
+        assert!(!is_transient_message("no such table: quicksilver_tasks"));
     }
 
     #[test]
