@@ -31,7 +31,7 @@ const TIMER_SLACK: Duration = Duration::from_millis(3);
 /// so that it can start it on time.
 const MIN_CLAIM_LEAD: Duration = Duration::from_millis(2);
 
-/// The longest time before a due time at which the runner claims a task.
+/// The maximum time before a due time at which the runner claims a task.
 /// Claiming records the execution as `ongoing`, so it stays close to the
 /// start.
 const MAX_CLAIM_LEAD: Duration = Duration::from_millis(50);
@@ -393,7 +393,7 @@ impl RunnerBuilder {
     /// are released, so a dead runner's runs are recorded within about
     /// `timeout + interval`. The timeout must exceed the interval by the
     /// clock difference between hosts and the longest database outage to
-    /// ride out; at least twice the interval is required.
+    /// ride out. At least twice the interval is required.
     pub fn heartbeat(mut self, interval: Duration, timeout: Duration) -> Self {
         self.options.heartbeat_interval = interval;
         self.options.heartbeat_timeout = timeout;
@@ -636,9 +636,9 @@ impl RunState {
             }
         };
         let _live = LiveRunner::new(&self.identity);
-        // Polled once here, the stop future installs the signal handlers, so
-        // that a SIGTERM from the moment the runner says it started on is a
-        // graceful stop rather than the signal's default end.
+        // Polling the stop future once installs the signal handlers, so a
+        // SIGTERM after the `runner started` log line stops the runner
+        // gracefully instead of ending the process.
         let mut stop = Box::pin(stop_signal(self.options.handle_signals, shutdown));
         let early = std::future::poll_fn(|cx| std::task::Poll::Ready(stop.as_mut().poll(cx))).await;
         if let std::task::Poll::Ready(reason) = early {
@@ -671,7 +671,7 @@ impl RunState {
         stopped
     }
 
-    /// The row that describes this runner to the other runners.
+    /// Returns the row that describes this runner to the other runners.
     fn runner_record(&self) -> RunnerRecord {
         RunnerRecord {
             identity: self.identity.to_string(),
@@ -790,7 +790,7 @@ impl RunState {
         let mut failures = 0u32;
         let mut changes = self.store.watch_changes();
         // On PostgreSQL, changes that other processes make wake the runner
-        // at once; elsewhere it sees them at its next check.
+        // at once. Elsewhere it reads them at its next check.
         let _listener = self
             .store
             .listen_for_changes()
@@ -1140,7 +1140,7 @@ pub(crate) struct RunRequest {
     pub(crate) max_duration: Option<Duration>,
     pub(crate) lock_dir: PathBuf,
     pub(crate) holder: String,
-    /// Who holds the command's lease in the database: the runner's
+    /// The holder of the command's lease in the database: the runner's
     /// identity.
     pub(crate) lease_holder: String,
     /// How long the lease lasts unless renewed.
@@ -1379,7 +1379,7 @@ pub(crate) async fn run_command(
     finish
 }
 
-/// What a runner's heartbeats carry from one to the next.
+/// The state a runner's heartbeats pass from one to the next.
 #[derive(Debug, Default)]
 struct HeartbeatMemory {
     /// Heartbeats that failed in a row.
@@ -1399,8 +1399,8 @@ fn lock_memory<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// failed: about 5 s of pauses in all.
 const LEASE_ATTEMPTS: u32 = 8;
 
-/// The name of the lease that a command declared with `lock` holds while
-/// it runs.
+/// Returns the name of the lease that a command declared with `lock`
+/// takes while it runs.
 fn lease_name(command: &str) -> String {
     format!("command:{command}")
 }

@@ -34,7 +34,7 @@ pub(crate) struct RunnerRecord {
     pub(crate) pid: u32,
 }
 
-/// What [`Store::reap`] looks for, and the reasons it records.
+/// The request of [`Store::reap`]: what to look for, and the reasons to record.
 #[derive(Debug, Clone)]
 pub(crate) struct ReapRequest {
     pub(crate) queue: String,
@@ -66,7 +66,7 @@ pub(crate) struct Reaped {
     pub(crate) suspects: Vec<i64>,
 }
 
-/// A runner that shares the database, as its row says.
+/// A runner that shares the database, as recorded in its row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunnerInfo {
     /// The runner's identity: host, process id and a random part.
@@ -144,7 +144,7 @@ impl Store {
     /// - runs of a dead runner: one whose heartbeat is older than
     ///   `stale_before`, that stopped, or that has no row;
     /// - runs of `runner` itself that are not in `running`: their claim
-    ///   reached the database while its answer was lost with the
+    ///   reached the database while its reply was lost with the
     ///   connection, so they never started, and would otherwise block their
     ///   task for good. Such a run is killed when two reaps in a row find
     ///   it.

@@ -55,7 +55,7 @@ pub enum StoreError {
     UnsupportedUrl {
         /// The URL, without credentials.
         url: String,
-        /// What to give instead.
+        /// The URL forms to use instead.
         reason: String,
     },
     /// The database could not be opened or prepared.
@@ -134,7 +134,7 @@ impl StoreError {
     }
 }
 
-/// Returns whether a database error message says the database is busy or
+/// Returns whether a database error message means the database is busy or
 /// unreachable for now: SQLite's locks, a server that restarts or dropped
 /// the connection, or a lock wait that a retry can win.
 fn is_transient_message(message: &str) -> bool {
@@ -198,7 +198,7 @@ struct StoreInner {
     /// connection; empty on the other backends. Never shown.
     #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     listen_url: String,
-    /// What names the database in lock file names: the SQLite file's full
+    /// The name of the database in lock file names: the SQLite file's full
     /// path, or the URL without credentials.
     key_source: String,
     /// A counter bumped by every change to tasks made through this store.
@@ -767,7 +767,7 @@ impl Store {
 
     /// Claims up to `limit` due tasks of `queue` and records an `ongoing`
     /// execution for each, in one transaction, and returns them with the
-    /// next time a task of the queue falls due. `expected` says that a task
+    /// next time a task of the queue falls due. `expected` means that a task
     /// is known to be due, which skips the read that checks it.
     ///
     /// A task is due when it is not paused, its next run is at or before

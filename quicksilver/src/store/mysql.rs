@@ -36,7 +36,7 @@ include!("server.rs");
 
 /// Sets READ COMMITTED on each connection. Under InnoDB's default,
 /// REPEATABLE READ, claims and recorded ends of several runners lock gaps
-/// of the executions' indexes and deadlock each other often; the claim's
+/// of the executions' indexes and deadlock each other often. The claim's
 /// correctness rests on its conditional update, which needs no more than
 /// READ COMMITTED.
 fn prepare_connection(connection: &mut Conn) -> QueryResult<()> {

@@ -18,7 +18,7 @@ pub(super) fn write_in_turn<T>(
 
 /// Runs `work` in a write transaction that first records every
 /// queued execution end, and returns whether one of them moved a task's
-/// next run. The caller holds the writer turn. When the transaction fails,
+/// next run. The caller must have the writer turn. When the transaction fails,
 /// the ends go back to the queue.
 pub(super) fn write_with_queued_finishes<T>(
     inner: &StoreInner,
@@ -221,8 +221,8 @@ impl QueryFragment<Db> for QueueIs<'_> {
 }
 
 
-/// The query that lists the tasks of `queue` in the order they fall due,
-/// of which the first row says when the next one falls due.
+/// Returns the query that lists the tasks of `queue` in the order they
+/// fall due. Its first row is the next due time.
 pub(super) fn next_due_query(
     queue: &str,
     limit: Option<usize>,
@@ -239,8 +239,8 @@ pub(super) fn next_due_query(
     }
 }
 
-/// The query that lists the tasks of `queue` due at `now`, of which the
-/// runner claims as many as it has free lanes.
+/// Returns the query that lists the tasks of `queue` due at `now`, of
+/// which the runner claims as many as it has free lanes.
 pub(super) fn due_now_query(
     queue: &str,
     now: DateTime<Utc>,
@@ -304,7 +304,7 @@ pub(super) fn claim_rows(
     Ok(claims)
 }
 
-/// The `ongoing` execution row of a claimed tick.
+/// Returns the `ongoing` execution row of a claimed tick.
 fn claim_row<'a>(
     task: &'a Task,
     due_at: DateTime<Utc>,

@@ -42,7 +42,7 @@ include!("server.rs");
 /// The channel on which changes to tasks are announced.
 const CHANNEL: &str = "quicksilver_tasks";
 
-/// The longest wait between two attempts to connect the listener.
+/// The maximum wait between two attempts to connect the listener.
 const MAX_LISTEN_RETRY: Duration = Duration::from_secs(30);
 
 /// PostgreSQL's defaults suit the store: nothing to set.
@@ -74,6 +74,8 @@ pub(super) fn notify_in_background(pool: &Pool<ConnectionManager<Conn>>) {
 /// Listens on [`CHANNEL`] with a connection of its own and calls `wake`
 /// for each announcement, reconnecting with a growing pause when the
 /// connection breaks. Runs until dropped.
+// NOTE: the listener connects without TLS. A server that requires TLS
+// rejects it, and runners then see changes at their next check only.
 pub(super) async fn listen(url: &str, wake: impl Fn()) {
     let mut failures = 0u32;
     loop {

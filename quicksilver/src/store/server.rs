@@ -1,14 +1,13 @@
-// What the PostgreSQL and MySQL backends share, included by both after
-// they define `Conn`, `Db` and `MIGRATIONS`: database servers take
-// concurrent writers and can be shared by runners on several hosts, so a
-// claim takes each tick with a conditional update instead of holding a
-// file lock.
+// The code that the PostgreSQL and MySQL backends share, included by both
+// after they define `Conn`, `Db` and `MIGRATIONS`. Database servers take
+// concurrent writers and serve runners on several hosts, so a claim takes
+// each tick with a conditional update instead of holding a file lock.
 
 /// Connections a process keeps open to the server.
 const POOL_SIZE: u32 = 4;
 
 /// How long taking a connection from the pool may wait, which bounds how
-/// long a call waits for a server that does not answer.
+/// long a call waits for a server that does not respond.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Counts each statement a connection sends.
@@ -78,7 +77,7 @@ pub(super) fn open(url: &str) -> Result<Opened> {
     })
 }
 
-/// A server takes concurrent writers: there is no writer turn.
+/// Returns no writer turn, since a server takes concurrent writers.
 pub(super) fn writer_turn(_inner: &StoreInner) -> Option<std::sync::MutexGuard<'_, ()>> {
     None
 }
@@ -101,7 +100,7 @@ pub(super) fn first_due(
 }
 
 /// Returns up to `limit` tasks of `queue` due at `now` and locks their
-/// rows until the claim commits. Rows that another runner's claim holds
+/// rows until the claim commits. Rows locked by another runner's claim
 /// are skipped, so runners that claim together take different tasks
 /// instead of queueing on the same rows. The lock only spreads the work:
 /// [`take_tick`] alone decides who runs a tick.
@@ -138,7 +137,8 @@ pub(super) struct Moves(());
 /// task is not paused and no run of it is ongoing. When two runners race
 /// for one tick, the server makes the second wait on the row until the
 /// first commits, then finds the next run moved and updates nothing. The
-/// next run is the token of the tick, whatever the runners' clocks say.
+/// next run is the token of the tick, whatever time the runners' clocks
+/// show.
 pub(super) fn take_tick(
     connection: &mut Conn,
     _moves: &mut Moves,

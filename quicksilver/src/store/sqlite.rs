@@ -284,7 +284,7 @@ pub(super) fn open(url: &str) -> Result<Opened> {
 
 /// Copies the WAL back into the database file on a blocking thread,
 /// without waiting for it. A passive checkpoint takes no lock that
-/// writers or readers wait for; what it cannot copy yet, because a
+/// writers or readers wait for. What it cannot copy yet, because a
 /// reader still needs it, the next one copies.
 pub(super) fn checkpoint_in_background(pool: &Pool<ConnectionManager<Conn>>) {
     let pool = pool.clone();
