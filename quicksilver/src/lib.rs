@@ -17,8 +17,14 @@ mod runner;
 mod schedule;
 mod task;
 
+pub mod alert;
 pub mod cli;
+pub mod status;
 pub mod store;
+
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub mod http;
 
 pub use crate::clock::{Clock, SystemClock, TestClock};
 pub use crate::command::{

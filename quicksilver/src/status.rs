@@ -1,0 +1,1 @@
+//! The status report: the original's `{"issues": [...], "status": ...}`.
