@@ -304,9 +304,11 @@ macro_rules! write_on_backend {
 }
 
 mod coordination;
+mod monitor;
 
 pub use self::coordination::RunnerInfo;
 pub(crate) use self::coordination::{LeaseRow, ReapRequest, RunnerRecord};
+pub use self::monitor::{RuntimeStats, RUNTIME_HISTORY};
 
 /// Runs `work` with a connection of `pool` on tokio's blocking pool.
 async fn run_blocking<C, T, F>(pool: Pool<ConnectionManager<C>>, work: F) -> Result<T>
