@@ -215,6 +215,34 @@ support::backend_tests! {
     }
 
     #[test]
+    fn tasks_add_rejects_unknown_alert_setting(database: TestDatabase) {
+        assert_rejected(
+            database,
+            &[
+                "tasks",
+                "add",
+                "beat",
+                "--every",
+                "5",
+                "--alert-on-failure",
+                "yes",
+            ],
+            "yes",
+        );
+    }
+
+    #[test]
+    fn tasks_edit_rejects_unknown_alert_setting(database: TestDatabase) {
+        // The task of `sandbox_with_rows` is the first row of a fresh
+        // database, so its id is 1.
+        assert_rejected(
+            database,
+            &["tasks", "edit", "1", "--alert-on-failure", "always"],
+            "always",
+        );
+    }
+
+    #[test]
     fn tasks_pause_rejects_missing_task(database: TestDatabase) {
         assert_rejected(database, &["tasks", "pause", "999"], "999");
     }

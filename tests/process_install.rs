@@ -208,3 +208,30 @@ fn install_keeps_operator_edits(database: TestDatabase) {
         sleep.id
     );
 }
+
+support::backend_tests! {
+    #[test]
+    fn install_carries_declared_alert_on_failure(database: TestDatabase);
+}
+fn install_carries_declared_alert_on_failure(database: TestDatabase) {
+    let sandbox = sandbox(database);
+    sandbox.run_ok(&["install-tasks"]);
+    let declared = |declaration: &str| {
+        sandbox
+            .tasks()
+            .into_iter()
+            .find(|task| task.declaration.as_deref() == Some(declaration))
+            .unwrap_or_else(|| panic!("a task is installed for {declaration}"))
+    };
+
+    assert_eq!(
+        declared("quicksilver_test_host.sleep_for").alert_on_failure,
+        Some(true),
+        "sleep_for is declared with .alert_on_failure(true)"
+    );
+    assert_eq!(
+        declared("quicksilver_test_host.beat").alert_on_failure,
+        None,
+        "beat is declared without a setting, so it follows the runner's"
+    );
+}

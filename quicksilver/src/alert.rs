@@ -25,7 +25,7 @@ use crate::runner::humanize;
 mod email;
 
 #[cfg(feature = "email")]
-pub use self::email::{EmailError, EmailSink};
+pub use self::email::{EmailError, EmailSink, EmailSinkBuilder};
 
 /// The thresholds of the alert rules and of the status report.
 ///
@@ -152,8 +152,9 @@ pub struct Alert {
     pub overdue: Option<Duration>,
     /// The end of the execution's output, for killed, stale and failed runs.
     pub output: Option<String>,
-    /// Other runs of the task that the rule found since the last alert and
-    /// that this alert stands for.
+    /// Other findings about the task in the same evaluation, such as more
+    /// failed runs since its alerts were last postponed, that this alert
+    /// stands for.
     pub similar: u64,
 }
 
@@ -166,6 +167,62 @@ fn seconds<S: serde::Serializer>(value: &Option<Duration>, s: S) -> Result<S::Ok
 }
 
 impl Alert {
+    /// Creates an alert of `kind` about a task, raised at `raised_at` by a
+    /// runner on `host`, with no execution, figures or output.
+    ///
+    /// The struct is `#[non_exhaustive]`, so code outside this crate, such
+    /// as a test of a sink, starts here and then sets the public fields.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// use quicksilver::alert::{Alert, AlertKind};
+    ///
+    /// let mut alert = Alert::new(
+    ///     AlertKind::LongRunning,
+    ///     3,
+    ///     "report",
+    ///     "default",
+    ///     "db1",
+    ///     chrono::Utc::now(),
+    /// );
+    /// alert.execution_id = Some(42);
+    /// alert.runtime = Some(Duration::from_secs(95));
+    /// assert_eq!(alert.subject(), "[quicksilver] long-running: report (task 3) on db1");
+    /// assert!(alert.body().contains("execution:  42"));
+    /// ```
+    pub fn new(
+        kind: AlertKind,
+        task_id: i64,
+        command: impl Into<String>,
+        queue: impl Into<String>,
+        host: impl Into<String>,
+        raised_at: DateTime<Utc>,
+    ) -> Alert {
+        Alert {
+            kind,
+            task_id,
+            command: command.into(),
+            arguments: Vec::new(),
+            queue: queue.into(),
+            host: host.into(),
+            raised_at,
+            execution_id: None,
+            started: None,
+            runtime: None,
+            mean: None,
+            deviation: None,
+            runs: 0,
+            threshold: None,
+            next_run: None,
+            overdue: None,
+            output: None,
+            similar: 0,
+        }
+    }
+
     /// Returns a one-line subject that names the kind, the task and the
     /// host, such as `[quicksilver] long-running: report (task 3) on db1`.
     pub fn subject(&self) -> String {
@@ -246,13 +303,14 @@ fn timestamp(time: DateTime<Utc>) -> String {
     time.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-/// Formats a duration to the millisecond below a minute, else as
-/// [`humanize`] does.
+/// Formats a duration in seconds to the millisecond, and from a minute on
+/// also as [`humanize`] does.
 fn humanize_precise(duration: Duration) -> String {
+    let seconds = duration.as_secs_f64();
     if duration < Duration::from_secs(60) {
-        format!("{:.3} s", duration.as_secs_f64())
+        format!("{seconds:.3} s")
     } else {
-        humanize(duration)
+        format!("{seconds:.3} s ({})", humanize(duration))
     }
 }
 
@@ -319,5 +377,439 @@ impl AlertSink for LogSink {
             );
             Ok(())
         })
+    }
+}
+
+/// How many characters of a run's output an alert carries, from its end.
+const OUTPUT_TAIL: usize = 2_000;
+
+/// The outcome of one evaluation of the rules.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct Evaluation {
+    /// The alerts every sink accepted.
+    pub sent: Vec<Alert>,
+    /// The alerts a sink refused, with the sink's name and error. Each is
+    /// found again at the next evaluation.
+    pub failed: Vec<(Alert, String)>,
+}
+
+/// Evaluates the alert rules over a store and sends what they find.
+///
+/// A runner keeps one and calls it on its own; a host may also call
+/// [`Monitor::evaluate`] itself, for example from a runner-less process.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn example() -> Result<(), quicksilver::StoreError> {
+/// use quicksilver::alert::{AlertSettings, LogSink, Monitor};
+///
+/// let store = quicksilver::Store::open("quicksilver.sqlite3").await?;
+/// let monitor = Monitor::new(store, AlertSettings::default()).sink(LogSink);
+/// let evaluation = monitor.evaluate(chrono::Utc::now()).await?;
+/// println!("{} alerts sent", evaluation.sent.len());
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Monitor {
+    store: crate::Store,
+    settings: AlertSettings,
+    sinks: Vec<std::sync::Arc<dyn AlertSink>>,
+    host: String,
+}
+
+impl fmt::Debug for Monitor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sinks: Vec<&str> = self.sinks.iter().map(|sink| sink.name()).collect();
+        f.debug_struct("Monitor")
+            .field("settings", &self.settings)
+            .field("sinks", &sinks)
+            .field("host", &self.host)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A finding of the rules, before it becomes an alert.
+struct Finding {
+    alert: Alert,
+    previous: Option<DateTime<Utc>>,
+}
+
+impl Monitor {
+    /// Returns a monitor of `store` with `settings` and no sink; alerts go
+    /// to the log until a sink is added.
+    pub fn new(store: crate::Store, settings: AlertSettings) -> Self {
+        Monitor {
+            store,
+            settings,
+            sinks: Vec::new(),
+            host: crate::runner::host_name(),
+        }
+    }
+
+    /// Adds a sink. Each alert goes to every sink.
+    #[must_use]
+    pub fn sink(mut self, sink: impl AlertSink) -> Self {
+        self.sinks.push(std::sync::Arc::new(sink));
+        self
+    }
+
+    /// Adds a shared sink.
+    #[must_use]
+    pub fn shared_sink(mut self, sink: std::sync::Arc<dyn AlertSink>) -> Self {
+        self.sinks.push(sink);
+        self
+    }
+
+    /// Sets the host name that alerts name (this machine's by default).
+    #[must_use]
+    pub fn host(mut self, host: impl Into<String>) -> Self {
+        self.host = host.into();
+        self
+    }
+
+    /// Returns the settings.
+    pub fn settings(&self) -> &AlertSettings {
+        &self.settings
+    }
+
+    /// Evaluates every rule at `now` over all tasks of the store, sends
+    /// one alert per task whose alerts are not postponed, and postpones
+    /// that task's alerts.
+    ///
+    /// # Errors
+    ///
+    /// - [`crate::StoreError`] when the database cannot be read or
+    ///   written. Sink failures are not errors: they are logged and listed
+    ///   in [`Evaluation::failed`].
+    pub async fn evaluate(&self, now: DateTime<Utc>) -> Result<Evaluation, crate::StoreError> {
+        let mut findings: Vec<Finding> = Vec::new();
+        self.long_running(now, &mut findings).await?;
+        self.ended_badly(now, &mut findings).await?;
+        let mut evaluation = Evaluation::default();
+        for finding in findings {
+            let until = now + to_delta(self.settings.postpone);
+            let task_id = finding.alert.task_id;
+            if !self.store.postpone_alerts(task_id, now, until).await? {
+                continue;
+            }
+            match self.deliver(&finding.alert).await {
+                Ok(()) => evaluation.sent.push(finding.alert),
+                Err(error) => {
+                    self.store
+                        .restore_alerts(task_id, until, finding.previous)
+                        .await?;
+                    evaluation.failed.push((finding.alert, error));
+                }
+            }
+        }
+        Ok(evaluation)
+    }
+
+    /// Sends `alert` to every sink; returns the first failure, after
+    /// logging each.
+    async fn deliver(&self, alert: &Alert) -> Result<(), String> {
+        let mut failure = None;
+        if self.sinks.is_empty() {
+            let _ = LogSink.send(alert).await;
+        }
+        for sink in &self.sinks {
+            if let Err(error) = sink.send(alert).await {
+                let chain = crate::command::CauseChain(error.as_ref()).to_string();
+                tracing::error!(alert.sink = sink.name(), alert.kind = %alert.kind,
+                    task.id = alert.task_id, error = %chain,
+                    "sending an alert failed; it is tried again at the next evaluation");
+                failure.get_or_insert(format!("{}: {chain}", sink.name()));
+            }
+        }
+        failure.map_or(Ok(()), Err)
+    }
+
+    /// Finds overdue tasks and runs going on for too long.
+    async fn long_running(
+        &self,
+        now: DateTime<Utc>,
+        findings: &mut Vec<Finding>,
+    ) -> Result<(), crate::StoreError> {
+        let settings = &self.settings;
+        let snapshot = self
+            .store
+            .monitor_snapshot(now - to_delta(settings.overdue_after))
+            .await?;
+        let busy_queues: std::collections::HashSet<&str> = snapshot
+            .ongoing
+            .iter()
+            .filter_map(|execution| execution.queue.as_deref())
+            .collect();
+        let running: std::collections::HashSet<i64> = snapshot
+            .ongoing
+            .iter()
+            .filter_map(|execution| execution.task_id)
+            .collect();
+
+        // Runs shorter than both thresholds cannot alert; the others need
+        // their task's history.
+        let shortest = settings
+            .max_runtime
+            .map_or(settings.min_runtime, |max| max.min(settings.min_runtime));
+        let long: Vec<(&crate::Execution, Duration)> = snapshot
+            .ongoing
+            .iter()
+            .filter_map(|execution| {
+                let started = execution.started?;
+                let runtime = (now - started).to_std().ok()?;
+                (runtime > shortest && execution.task_id.is_some()).then_some((execution, runtime))
+            })
+            .collect();
+        let stats: std::collections::HashMap<i64, crate::store::RuntimeStats> = self
+            .store
+            .runtime_stats_of(
+                long.iter()
+                    .filter_map(|(execution, _)| execution.task_id)
+                    .collect(),
+            )
+            .await?
+            .into_iter()
+            .collect();
+        for (execution, runtime) in long {
+            let Some(task_id) = execution.task_id else {
+                continue;
+            };
+            let figures = stats.get(&task_id).cloned().unwrap_or_default();
+            let Some(threshold) = self.runtime_threshold(&figures, runtime) else {
+                continue;
+            };
+            let task = match self.store.task(task_id).await {
+                Ok(task) => task,
+                Err(crate::StoreError::TaskNotFound { .. }) => continue,
+                Err(error) => return Err(error),
+            };
+            if postponed(&task, now) {
+                continue;
+            }
+            let mut alert = self.alert(AlertKind::LongRunning, &task, now);
+            alert.execution_id = Some(execution.id);
+            alert.started = execution.started;
+            alert.runtime = Some(runtime);
+            alert.mean = figures.mean.map(Duration::from_secs_f64);
+            alert.deviation = figures.deviation.map(Duration::from_secs_f64);
+            alert.runs = figures.runs;
+            alert.threshold = Some(threshold);
+            push(findings, alert, task.alerts_postponed_until);
+        }
+
+        for task in &snapshot.due {
+            let late = (now - task.next_run).to_std().unwrap_or_default();
+            if late <= settings.overdue_after
+                || running.contains(&task.id)
+                || busy_queues.contains(task.queue.as_str())
+                || postponed(task, now)
+            {
+                continue;
+            }
+            let mut alert = self.alert(AlertKind::Overdue, task, now);
+            alert.next_run = Some(task.next_run);
+            alert.overdue = Some(late);
+            alert.threshold = Some(settings.overdue_after);
+            push(findings, alert, task.alerts_postponed_until);
+        }
+        Ok(())
+    }
+
+    /// Returns the runtime above which a run with `runtime` alerts, if it
+    /// does: above the max runtime always, else above the mean plus the
+    /// deviations once the task has enough runs, and never below the min
+    /// runtime.
+    fn runtime_threshold(
+        &self,
+        figures: &crate::store::RuntimeStats,
+        runtime: Duration,
+    ) -> Option<Duration> {
+        let settings = &self.settings;
+        if let Some(max) = settings.max_runtime {
+            if runtime > max {
+                return Some(max);
+            }
+        }
+        if figures.runs <= settings.min_runs || runtime <= settings.min_runtime {
+            return None;
+        }
+        let mean = figures.mean?;
+        let threshold = mean + settings.deviations * figures.deviation.unwrap_or(0.0);
+        let threshold = Duration::try_from_secs_f64(threshold).ok()?;
+        (runtime > threshold).then_some(threshold)
+    }
+
+    /// Finds runs that ended killed, stale or failed since the task's last
+    /// alert, and at most one postponement window ago.
+    async fn ended_badly(
+        &self,
+        now: DateTime<Utc>,
+        findings: &mut Vec<Finding>,
+    ) -> Result<(), crate::StoreError> {
+        let settings = &self.settings;
+        let lookback = settings.postpone.max(settings.check_interval * 2);
+        let statuses = vec![crate::Status::Killed, crate::Status::Error];
+        let ended = self
+            .store
+            .ended_since(statuses, now - to_delta(lookback))
+            .await?;
+        for (execution, task) in ended {
+            let Some(kind) = self.kind_of_end(&execution, &task) else {
+                continue;
+            };
+            let ended = execution.ended.unwrap_or(now);
+            if postponed(&task, now)
+                || task
+                    .alerts_postponed_until
+                    .is_some_and(|until| ended <= until)
+            {
+                continue;
+            }
+            if let Some(found) = findings
+                .iter_mut()
+                .find(|found| found.alert.task_id == task.id)
+            {
+                found.alert.similar += 1;
+                continue;
+            }
+            let mut alert = self.alert(kind, &task, now);
+            alert.execution_id = Some(execution.id);
+            alert.started = execution.started;
+            alert.runtime = execution
+                .runtime_seconds
+                .and_then(|runtime| Duration::try_from_secs_f64(runtime).ok());
+            alert.output = Some(tail(&execution.output, OUTPUT_TAIL).to_owned());
+            push(findings, alert, task.alerts_postponed_until);
+        }
+        Ok(())
+    }
+
+    /// Returns the alert a run that ended `killed` or `error` raises, if
+    /// any: a run stopped at shutdown or cancelled raises none, nor does a
+    /// failure of a task that does not alert on failure.
+    fn kind_of_end(&self, execution: &crate::Execution, task: &crate::Task) -> Option<AlertKind> {
+        match execution.status {
+            crate::Status::Error => task
+                .alert_on_failure
+                .unwrap_or(self.settings.alert_on_failure)
+                .then_some(AlertKind::Failed),
+            crate::Status::Killed => kill_kind(&execution.output),
+            _ => None,
+        }
+    }
+
+    fn alert(&self, kind: AlertKind, task: &crate::Task, now: DateTime<Utc>) -> Alert {
+        Alert {
+            kind,
+            task_id: task.id,
+            command: task.command.clone(),
+            arguments: task.arguments.clone(),
+            queue: task.queue.clone(),
+            host: self.host.clone(),
+            raised_at: now,
+            execution_id: None,
+            started: None,
+            runtime: None,
+            mean: None,
+            deviation: None,
+            runs: 0,
+            threshold: None,
+            next_run: None,
+            overdue: None,
+            output: None,
+            similar: 0,
+        }
+    }
+}
+
+/// Adds a finding unless its task has one already.
+fn push(findings: &mut Vec<Finding>, alert: Alert, previous: Option<DateTime<Utc>>) {
+    if let Some(found) = findings
+        .iter_mut()
+        .find(|found| found.alert.task_id == alert.task_id)
+    {
+        found.alert.similar += 1;
+    } else {
+        findings.push(Finding { alert, previous });
+    }
+}
+
+/// Returns whether the task's alerts are postponed past `now`.
+fn postponed(task: &crate::Task, now: DateTime<Utc>) -> bool {
+    task.alerts_postponed_until.is_some_and(|until| until > now)
+}
+
+/// The start of the line the runner writes when a run passes its max
+/// duration.
+pub(crate) const MAX_DURATION_KILL: &str = "killed: the run exceeded its max duration";
+
+/// The starts of the lines written when a run is found left behind by a
+/// runner that stopped.
+pub(crate) const STALE_KILLS: [&str; 4] = [
+    "killed: the runner that started this execution stopped",
+    "killed: the runner of this execution sent no heartbeat",
+    "killed: this run was claimed while the connection to the database broke",
+    "killed: still ongoing after",
+];
+
+/// Tells from a killed run's output why it was killed: at its max duration,
+/// or left behind. Runs stopped at shutdown raise no alert.
+fn kill_kind(output: &str) -> Option<AlertKind> {
+    let line = output
+        .lines()
+        .rev()
+        .find(|line| line.starts_with("killed: "))?;
+    if line.starts_with(MAX_DURATION_KILL) {
+        Some(AlertKind::Killed)
+    } else if STALE_KILLS.iter().any(|start| line.starts_with(start)) {
+        Some(AlertKind::Stale)
+    } else {
+        None
+    }
+}
+
+/// Returns the last `limit` bytes of `text` or fewer, cut at a character
+/// boundary.
+fn tail(text: &str, limit: usize) -> &str {
+    let mut start = text.len().saturating_sub(limit);
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    &text[start..]
+}
+
+fn to_delta(duration: Duration) -> chrono::TimeDelta {
+    chrono::TimeDelta::from_std(duration).unwrap_or(chrono::TimeDelta::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kill_lines_tell_the_kind() {
+        assert_eq!(
+            kill_kind("x\nkilled: the run exceeded its max duration of 1s\n"),
+            Some(AlertKind::Killed)
+        );
+        assert_eq!(
+            kill_kind("killed: the runner of this execution sent no heartbeat for over 45s"),
+            Some(AlertKind::Stale)
+        );
+        assert_eq!(
+            kill_kind("killed: SIGTERM and the run did not finish within the grace period"),
+            None
+        );
+        assert_eq!(kill_kind("no reason"), None);
+    }
+
+    #[test]
+    fn tail_cuts_at_a_character() {
+        assert_eq!(tail("abcdef", 3), "def");
+        assert_eq!(tail("ab", 3), "ab");
+        assert_eq!(tail("aé", 1), "");
     }
 }

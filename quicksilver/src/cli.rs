@@ -1,13 +1,15 @@
 //! The command-line interface a host embeds in its own binary.
 //!
 //! [`Cli`] is a clap parser with the whole tree: `run-queue`,
-//! `install-tasks`, `check`, `tasks`, `executions` and `run`. A host that has
-//! its own CLI nests [`Cli`] as one of its subcommands.
+//! `install-tasks`, `check`, `tasks`, `executions`, `run` and `status`. A
+//! host that has its own CLI nests [`Cli`] as one of its subcommands.
 //!
 //! Exit codes: 0 for success, 1 when a command run with `run` fails or
 //! `check` finds a problem, 2 for invalid input (an unknown command, a bad
 //! interval or cron expression, a missing task), as clap does for usage
-//! errors.
+//! errors. `status` is a Nagios-style check: 0 when the status report finds
+//! no issue, 1 when it finds one, and 3 (Nagios's UNKNOWN) when the
+//! database cannot be opened or read.
 //!
 //! # Examples
 //!
@@ -59,6 +61,10 @@ pub const SILENCED_CHECKS_VAR: &str = "QUICKSILVER_SILENCED_CHECKS";
 /// The exit code for invalid input.
 const EXIT_INVALID: u8 = 2;
 
+/// The exit code of `status` when the database cannot be opened or read:
+/// Nagios's UNKNOWN, so that a monitor tells it from a report with issues.
+const EXIT_UNKNOWN: u8 = 3;
+
 /// quicksilver's command tree, with the options every subcommand shares.
 #[derive(Debug, Parser)]
 #[command(about = "Runs and manages recurring tasks")]
@@ -101,6 +107,9 @@ pub enum Command {
     Executions(ExecutionsArgs),
     /// Runs one command in the foreground and records it as an execution.
     Run(RunArgs),
+    /// Prints the status report as JSON and exits 1 when it finds an issue.
+    #[command(after_help = STATUS_EXIT_CODES)]
+    Status(StatusArgs),
 }
 
 /// Options of `run-queue`.
@@ -275,6 +284,11 @@ pub struct TaskAddArgs {
     #[arg(long)]
     pub paused: bool,
 
+    /// Whether a run that ends in `error` raises an alert: `on`, `off`, or
+    /// `default` to follow the runner's setting.
+    #[arg(long, value_name = "on|off|default", default_value = "default")]
+    pub alert_on_failure: String,
+
     /// Prints the task as JSON.
     #[arg(long)]
     pub json: bool,
@@ -305,6 +319,11 @@ pub struct TaskEditArgs {
     /// A new next run, as RFC 3339 or `now`.
     #[arg(long, value_name = "TIME")]
     pub next_run: Option<String>,
+
+    /// Whether a run that ends in `error` raises an alert: `on`, `off`, or
+    /// `default` to follow the runner's setting.
+    #[arg(long, value_name = "on|off|default")]
+    pub alert_on_failure: Option<String>,
 
     /// New arguments; every word after this flag is one argument, so give
     /// it last. With no words it clears the arguments.
@@ -368,6 +387,29 @@ pub struct RunArgs {
     )]
     pub arguments: Vec<String>,
 }
+
+/// Options of `status`.
+#[derive(Debug, Clone, Args)]
+pub struct StatusArgs {
+    /// Seconds past its next run after which a task that is not running,
+    /// and whose queue runs nothing, is overdue.
+    #[arg(
+        long,
+        default_value_t = crate::alert::AlertSettings::default().overdue_after.as_secs_f64(),
+        value_name = "SECONDS",
+        value_parser = non_negative_seconds
+    )]
+    pub overdue_after: f64,
+}
+
+/// The exit codes of `status`, as its help lists them.
+const STATUS_EXIT_CODES: &str = "\
+Exit codes, as a Nagios check reads them:
+  0  no issue (the report's status is `ok`)
+  1  at least one issue (the report's status is `error`)
+  2  invalid options
+  3  the database cannot be opened or read (Nagios's UNKNOWN); the reason
+     is on standard error and in the `error` field of the JSON";
 
 /// A failure of a subcommand, with the exit code it maps to.
 #[derive(Debug)]
@@ -433,6 +475,7 @@ impl Cli {
             Command::Tasks(args) => tasks(&options, args).await,
             Command::Executions(args) => executions(&options, args).await,
             Command::Run(args) => run_foreground(&options, args).await,
+            Command::Status(args) => status(&options, args).await,
         }
     }
 }
@@ -697,6 +740,30 @@ fn parse_seconds_option(text: &str) -> Result<Duration, Failure> {
     }
 }
 
+/// Parses an `--alert-on-failure` value: `on`, `off`, or `default`, which
+/// is `None`, the runner's setting.
+fn parse_alert_on_failure(text: &str) -> Result<Option<bool>, Failure> {
+    match text.trim() {
+        "on" => Ok(Some(true)),
+        "off" => Ok(Some(false)),
+        "default" => Ok(None),
+        _ => Err(Failure::invalid(format!(
+            "invalid alert-on-failure setting `{text}`: give `on`, `off`, or `default` to \
+             follow the runner's setting"
+        ))),
+    }
+}
+
+/// Returns how `tasks show` spells a task's alert-on-failure setting, as
+/// `--alert-on-failure` takes it.
+fn alert_on_failure_text(setting: Option<bool>) -> &'static str {
+    match setting {
+        Some(true) => "on",
+        Some(false) => "off",
+        None => "default (the runner's setting)",
+    }
+}
+
 fn parse_time(text: &str) -> Result<DateTime<Utc>, Failure> {
     if text.trim() == "now" {
         return Ok(Utc::now());
@@ -760,6 +827,7 @@ async fn add_task(store: &Store, args: TaskAddArgs) -> Result<Task, Failure> {
     if let Some(next_run) = &args.next_run {
         task = task.next_run(parse_time(next_run)?);
     }
+    task.alert_on_failure = parse_alert_on_failure(&args.alert_on_failure)?;
     Ok(store.add_task(task).await?)
 }
 
@@ -811,6 +879,9 @@ async fn edit_task(store: &Store, args: TaskEditArgs) -> Result<Task, Failure> {
     }
     if let Some(next_run) = &args.next_run {
         changes.next_run = Some(parse_time(next_run)?);
+    }
+    if let Some(setting) = &args.alert_on_failure {
+        changes.alert_on_failure = Some(parse_alert_on_failure(setting)?);
     }
     Ok(store.update_task(args.id, changes).await?)
 }
@@ -909,6 +980,72 @@ async fn run_foreground(options: &CliOptions, args: RunArgs) -> Outcome {
     }
 }
 
+async fn status(options: &CliOptions, args: StatusArgs) -> Outcome {
+    let url = options
+        .database
+        .clone()
+        .unwrap_or_else(database_url_from_env);
+    if let Some(path) = missing_sqlite_file(&url) {
+        return Err(unreadable(format!(
+            "database file `{}` does not exist: check `--database` or {DATABASE_URL_VAR}; \
+             a runner or `install-tasks` creates it",
+            path.display()
+        )));
+    }
+    let store = Store::open(&url)
+        .await
+        .map_err(|error| unreadable(Failure::from(error).message))?;
+
+    let mut settings = crate::alert::AlertSettings::default();
+    settings.overdue_after = Duration::from_secs_f64(args.overdue_after);
+    let report = crate::status::report(&store, &settings, Utc::now())
+        .await
+        .map_err(|error| unreadable(Failure::from(error).message))?;
+    println!("{}", report.to_json());
+    Ok(if report.is_ok() { 0 } else { 1 })
+}
+
+/// Prints the JSON of a status that could not be read, in the report's
+/// shape as the HTTP endpoint returns it, and returns the failure for
+/// standard error.
+fn unreadable(message: String) -> Failure {
+    let body = serde_json::json!({ "issues": [], "status": "error", "error": &message });
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&body).unwrap_or_else(|_| body.to_string())
+    );
+    Failure {
+        message,
+        code: EXIT_UNKNOWN,
+    }
+}
+
+/// Returns the path of the SQLite file that `url` names when that file does
+/// not exist, so that `status` reports it instead of creating an empty
+/// database that reports no issue.
+///
+/// Reads SQLite URLs as the store does: a path with no scheme, or after
+/// `sqlite://`, `sqlite:` or `file:`. Returns `None` for server URLs, and
+/// for paths whose existence cannot be checked, which the store then
+/// reports itself.
+fn missing_sqlite_file(url: &str) -> Option<PathBuf> {
+    let trimmed = url.trim();
+    let path = match trimmed.split_once("://") {
+        Some(("sqlite", rest)) => rest,
+        Some(_) => return None,
+        None => trimmed.strip_prefix("sqlite:").unwrap_or(trimmed),
+    };
+    let path = path.strip_prefix("file:").unwrap_or(path);
+    if path.is_empty() || path == ":memory:" {
+        return None;
+    }
+    let path = std::path::Path::new(path);
+    match path.try_exists() {
+        Ok(false) => Some(path.to_path_buf()),
+        _ => None,
+    }
+}
+
 #[cfg(unix)]
 async fn foreground_signal() -> Option<&'static str> {
     use tokio::signal::unix::{signal, SignalKind};
@@ -992,22 +1129,26 @@ fn print_task(task: &Task, json: bool, with_preview: bool) -> Outcome {
     }
     println!("task {}", task.id);
     println!(
-        "  command:      {}{}",
+        "  command:          {}{}",
         task.command,
         arguments_text(&task.arguments)
     );
-    println!("  queue:        {}", task.queue);
-    println!("  schedule:     {}", schedule_text(task));
-    println!("  next run:     {}", format_time(task.next_run));
+    println!("  queue:            {}", task.queue);
+    println!("  schedule:         {}", schedule_text(task));
+    println!("  next run:         {}", format_time(task.next_run));
     if let Some(max_duration) = task.max_duration() {
-        println!("  max duration: {}", runner::humanize(max_duration));
+        println!("  max duration:     {}", runner::humanize(max_duration));
     }
     println!(
-        "  state:        {}",
+        "  state:            {}",
         if task.paused { "paused" } else { "active" }
     );
+    println!(
+        "  alert on failure: {}",
+        alert_on_failure_text(task.alert_on_failure)
+    );
     if let Some(declaration) = &task.declaration {
-        println!("  declared as:  {declaration}");
+        println!("  declared as:      {declaration}");
     }
     if with_preview {
         if let Ok(schedule) = task.schedule() {
@@ -1016,7 +1157,7 @@ fn print_task(task: &Task, json: bool, with_preview: bool) -> Outcome {
                 .chain(upcoming)
                 .map(format_time)
                 .collect();
-            println!("  next runs:    {}", runs.join(", "));
+            println!("  next runs:        {}", runs.join(", "));
         }
     }
     Ok(0)
@@ -1167,8 +1308,77 @@ mod tests {
     }
 
     #[test]
+    fn alert_on_failure_accepts_on_off_default() {
+        assert_eq!(parse_alert_on_failure("on").unwrap(), Some(true));
+        assert_eq!(parse_alert_on_failure("off").unwrap(), Some(false));
+        assert_eq!(parse_alert_on_failure(" default ").unwrap(), None);
+    }
+
+    #[test]
+    fn alert_on_failure_rejects_others_naming_choices() {
+        let failure = parse_alert_on_failure("yes").unwrap_err();
+        assert_eq!(failure.code, EXIT_INVALID);
+        for expected in ["`yes`", "`on`", "`off`", "`default`"] {
+            assert!(
+                failure.message.contains(expected),
+                "the message names {expected}: {}",
+                failure.message
+            );
+        }
+    }
+
+    #[test]
+    fn alert_on_failure_text_reads_back_as_flag() {
+        for setting in [Some(true), Some(false), None] {
+            let text = alert_on_failure_text(setting);
+            let flag = text.split_whitespace().next().unwrap_or_default();
+            assert_eq!(parse_alert_on_failure(flag).unwrap(), setting, "{text}");
+        }
+    }
+
+    #[test]
+    fn tasks_add_alert_on_failure_defaults_to_runner_setting() {
+        let cli = Cli::try_parse_from(["host", "tasks", "add", "beat", "--every", "5"]).unwrap();
+        let Command::Tasks(TasksArgs {
+            action: Some(TaskAction::Add(args)),
+            ..
+        }) = cli.command
+        else {
+            panic!("`tasks add` parses as TaskAction::Add: {:?}", cli.command);
+        };
+        assert_eq!(args.alert_on_failure, "default");
+    }
+
+    #[test]
     fn arguments_text_quotes_spaces() {
         let arguments = vec!["--name".to_owned(), "a b".to_owned()];
         assert_eq!(arguments_text(&arguments), " --name \"a b\"");
+    }
+
+    #[test]
+    fn missing_sqlite_file_reads_urls_as_the_store() {
+        let folder = tempfile::tempdir().expect("create a temporary folder");
+        let present = folder.path().join("present.sqlite3");
+        std::fs::write(&present, b"").expect("create a file");
+        let absent = folder.path().join("absent.sqlite3");
+        let present = present.to_string_lossy();
+        let absent = absent.to_string_lossy();
+
+        assert_eq!(missing_sqlite_file(&present), None);
+        assert_eq!(missing_sqlite_file(&format!("sqlite://{present}")), None);
+        for url in [
+            absent.to_string(),
+            format!("sqlite://{absent}"),
+            format!("sqlite:{absent}"),
+            format!("file:{absent}"),
+        ] {
+            assert_eq!(
+                missing_sqlite_file(&url).as_deref(),
+                Some(std::path::Path::new(&*absent)),
+                "{url}"
+            );
+        }
+        assert_eq!(missing_sqlite_file("postgres://user@127.0.0.1/app"), None);
+        assert_eq!(missing_sqlite_file(":memory:"), None);
     }
 }

@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
+use crate::alert::{AlertSettings, AlertSink, Monitor};
 use crate::clock::{Clock, SystemClock};
 use crate::command::{find_command, CauseChain, NextRun};
 use crate::context::{Context, ContextParts};
@@ -163,6 +164,9 @@ struct Options {
     on_execution_end: Option<Arc<ExecutionHook>>,
     heartbeat_interval: Duration,
     heartbeat_timeout: Duration,
+    /// The alert rules' settings; `None` turns alerts off.
+    alerts: Option<AlertSettings>,
+    alert_sinks: Vec<Arc<dyn AlertSink>>,
 }
 
 /// A callback the runner calls with each execution it recorded.
@@ -184,6 +188,15 @@ impl std::fmt::Debug for Options {
             .field("grace_period", &self.grace_period)
             .field("default_max_duration", &self.default_max_duration)
             .field("lock_dir", &self.lock_dir)
+            .field("alerts", &self.alerts)
+            .field(
+                "alert_sinks",
+                &self
+                    .alert_sinks
+                    .iter()
+                    .map(|sink| sink.name())
+                    .collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -208,6 +221,8 @@ impl Runner {
                 on_execution_end: None,
                 heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
                 heartbeat_timeout: DEFAULT_HEARTBEAT_TIMEOUT,
+                alerts: Some(AlertSettings::default()),
+                alert_sinks: Vec::new(),
             },
         }
     }
@@ -256,6 +271,7 @@ impl Runner {
             options: Arc::new(options),
             identity: Arc::from(identity),
             commands: tokio::runtime::Handle::current(),
+            alert_now: Arc::new(tokio::sync::Notify::new()),
         };
 
         // The runner's own loop, timers and bookkeeping run on a thread of
@@ -400,6 +416,38 @@ impl RunnerBuilder {
         self
     }
 
+    /// Sets the thresholds of the alert rules ([`AlertSettings::default`]
+    /// unless set), and turns alerts on if [`RunnerBuilder::no_alerts`]
+    /// turned them off.
+    ///
+    /// The runner evaluates the rules over every task of its database at
+    /// each [`AlertSettings::check_interval`], and at once when one of its
+    /// runs is killed or fails; see [`crate::alert`].
+    pub fn alerts(mut self, settings: AlertSettings) -> Self {
+        self.options.alerts = Some(settings);
+        self
+    }
+
+    /// Adds a sink that receives this runner's alerts. Without any, alerts
+    /// go to the log ([`crate::alert::LogSink`]).
+    pub fn alert_sink(mut self, sink: impl AlertSink) -> Self {
+        self.options.alert_sinks.push(Arc::new(sink));
+        self
+    }
+
+    /// Adds a shared sink, as [`RunnerBuilder::alert_sink`] does.
+    pub fn shared_alert_sink(mut self, sink: Arc<dyn AlertSink>) -> Self {
+        self.options.alert_sinks.push(sink);
+        self
+    }
+
+    /// Turns the alert rules off for this runner: it neither evaluates
+    /// them nor sends alerts. Other runners still do.
+    pub fn no_alerts(mut self) -> Self {
+        self.options.alerts = None;
+        self
+    }
+
     /// Sets whether SIGINT and SIGTERM stop the runner (on by default).
     pub fn handle_signals(mut self, handle_signals: bool) -> Self {
         self.options.handle_signals = handle_signals;
@@ -482,6 +530,9 @@ impl RunnerBuilder {
                 });
             }
         }
+        if let Some(alerts) = &options.alerts {
+            validate_alerts(alerts)?;
+        }
         if options.default_max_duration == Some(Duration::ZERO) {
             return Err(RunnerError::InvalidOption {
                 option: "default_max_duration",
@@ -506,6 +557,42 @@ impl RunnerBuilder {
     pub async fn run(self) -> Result<StopReason, RunnerError> {
         self.build()?.run().await
     }
+}
+
+/// Checks the alert settings that [`RunnerBuilder::build`] would otherwise
+/// accept and the rules could not use.
+fn validate_alerts(settings: &AlertSettings) -> Result<(), RunnerError> {
+    if !settings.deviations.is_finite() || settings.deviations < 0.0 {
+        return Err(RunnerError::InvalidOption {
+            option: "alerts.deviations",
+            value: settings.deviations.to_string(),
+            reason: "use a number of standard deviations of 0 or more, such as 2",
+        });
+    }
+    if settings.check_interval < Duration::from_millis(100) {
+        return Err(RunnerError::InvalidOption {
+            option: "alerts.check_interval",
+            value: format!("{:?}", settings.check_interval),
+            reason: "use at least 100 ms",
+        });
+    }
+    let durations = [
+        ("alerts.min_runtime", Some(settings.min_runtime)),
+        ("alerts.max_runtime", settings.max_runtime),
+        ("alerts.overdue_after", Some(settings.overdue_after)),
+        ("alerts.postpone", Some(settings.postpone)),
+        ("alerts.check_interval", Some(settings.check_interval)),
+    ];
+    for (option, duration) in durations {
+        if duration.is_some_and(|duration| duration > MAX_OPTION_DURATION) {
+            return Err(RunnerError::InvalidOption {
+                option,
+                value: format!("{duration:?}"),
+                reason: "use at most ten years",
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Returns the identities of the runners running in this process.
@@ -572,7 +659,7 @@ fn runs_on_this_host(identity: &str) -> bool {
     host == Some(host_name().as_str())
 }
 
-fn host_name() -> String {
+pub(crate) fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .or_else(|| std::env::var("HOSTNAME").ok())
@@ -604,6 +691,9 @@ struct RunState {
     options: Arc<Options>,
     identity: Arc<str>,
     commands: tokio::runtime::Handle,
+    /// Wakes the alert evaluation when a run of this runner ends killed or
+    /// in error.
+    alert_now: Arc<tokio::sync::Notify>,
 }
 
 impl RunState {
@@ -814,6 +904,7 @@ impl RunState {
             });
             AbortOnDrop(task.abort_handle())
         };
+        let alerts = self.watch_alerts();
 
         let reason = loop {
             let now = clock.now();
@@ -898,7 +989,49 @@ impl RunState {
             .await;
         // No heartbeat may write after the runner records its stop.
         drop(heartbeat);
+        drop(alerts);
         drained
+    }
+
+    /// Starts evaluating the alert rules beside the runner's loop: at once,
+    /// then at each check interval and whenever one of this runner's runs
+    /// ends killed or in error. Returns `None` when alerts are off.
+    fn watch_alerts(&self) -> Option<AbortOnDrop> {
+        let settings = self.options.alerts.clone()?;
+        let interval = settings.check_interval;
+        let monitor = self.options.alert_sinks.iter().fold(
+            Monitor::new(self.store.clone(), settings),
+            |monitor, sink| monitor.shared_sink(sink.clone()),
+        );
+        let clock = self.options.clock.clone();
+        let wake = self.alert_now.clone();
+        let task = tokio::spawn(
+            async move {
+                let mut failures = 0u32;
+                loop {
+                    match monitor.evaluate(clock.now()).await {
+                        Ok(_) if failures > 0 => {
+                            tracing::info!(failures, "alert rules evaluated again");
+                            failures = 0;
+                        }
+                        Ok(_) => {}
+                        Err(error) => {
+                            failures += 1;
+                            if failures == 1 || failures.is_power_of_two() {
+                                tracing::error!(error = %CauseChain(&error), failures,
+                                    "evaluating the alert rules failed; retrying at the next check");
+                            }
+                        }
+                    }
+                    tokio::select! {
+                        () = tokio::time::sleep(interval) => {}
+                        () = wake.notified() => {}
+                    }
+                }
+            }
+            .in_current_span(),
+        );
+        Some(AbortOnDrop(task.abort_handle()))
     }
 
     /// Waits for running executions after the runner stopped claiming.
@@ -1059,6 +1192,7 @@ struct Execution {
     commands: tokio::runtime::Handle,
     claim: Claim,
     kill: watch::Receiver<Option<String>>,
+    alert_now: Arc<tokio::sync::Notify>,
 }
 
 impl Execution {
@@ -1070,6 +1204,7 @@ impl Execution {
             commands: state.commands.clone(),
             claim,
             kill,
+            alert_now: state.alert_now.clone(),
         }
     }
 
@@ -1120,7 +1255,11 @@ impl Execution {
             };
             (hook.clone(), execution)
         });
+        let ended_badly = matches!(finished.status, Status::Error | Status::Killed);
         record(&self.store, finished, &span).await;
+        if ended_badly {
+            self.alert_now.notify_one();
+        }
         if let Some((hook, execution)) = report {
             hook(&execution);
         }

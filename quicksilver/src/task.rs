@@ -40,6 +40,11 @@ pub struct Task {
     pub paused: bool,
     /// The id of the declaration that installed the task, if one did.
     pub declaration: Option<String>,
+    /// Whether a run that ends in `error` raises an alert; `None` follows
+    /// the runner's [`AlertSettings::alert_on_failure`].
+    ///
+    /// [`AlertSettings::alert_on_failure`]: crate::alert::AlertSettings::alert_on_failure
+    pub alert_on_failure: Option<bool>,
     /// When the row was created.
     pub created_at: DateTime<Utc>,
     /// When the row last changed, by an operator or the runner.
@@ -88,6 +93,9 @@ pub struct NewTask {
     pub paused: bool,
     /// The declaration that installs the task, if any.
     pub declaration: Option<String>,
+    /// Whether a run that ends in `error` raises an alert; `None` follows
+    /// the runner's setting.
+    pub alert_on_failure: Option<bool>,
 }
 
 impl NewTask {
@@ -102,6 +110,7 @@ impl NewTask {
             next_run: None,
             paused: false,
             declaration: None,
+            alert_on_failure: None,
         }
     }
 
@@ -138,6 +147,13 @@ impl NewTask {
         self.paused = paused;
         self
     }
+
+    /// Sets whether a run that ends in `error` raises an alert, in place of
+    /// the runner's setting.
+    pub fn alert_on_failure(mut self, alert_on_failure: bool) -> Self {
+        self.alert_on_failure = Some(alert_on_failure);
+        self
+    }
 }
 
 /// Changes to a stored task; fields left `None` keep their value.
@@ -160,6 +176,9 @@ pub struct TaskChanges {
     pub alerts_postponed_until: Option<Option<DateTime<Utc>>>,
     /// Pauses or resumes the task.
     pub paused: Option<bool>,
+    /// A new choice of whether a run that ends in `error` raises an alert;
+    /// `Some(None)` makes the task follow the runner's setting again.
+    pub alert_on_failure: Option<Option<bool>>,
 }
 
 /// The filters of a task listing.
@@ -188,6 +207,7 @@ pub struct TaskDeclaration {
     schedule: DeclaredSchedule,
     queue: &'static str,
     max_duration: Option<u64>,
+    alert_on_failure: Option<bool>,
     id: Option<&'static str>,
 }
 
@@ -209,6 +229,7 @@ impl TaskDeclaration {
             schedule: DeclaredSchedule::Every(seconds),
             queue: DEFAULT_QUEUE,
             max_duration: None,
+            alert_on_failure: None,
             id: None,
         }
     }
@@ -229,6 +250,7 @@ impl TaskDeclaration {
             },
             queue: DEFAULT_QUEUE,
             max_duration: None,
+            alert_on_failure: None,
             id: None,
         }
     }
@@ -248,6 +270,13 @@ impl TaskDeclaration {
     /// Sets the max duration in seconds.
     pub const fn max_duration(mut self, seconds: u64) -> Self {
         self.max_duration = Some(seconds);
+        self
+    }
+
+    /// Sets whether a run that ends in `error` raises an alert, in place of
+    /// the runner's setting.
+    pub const fn alert_on_failure(mut self, alert_on_failure: bool) -> Self {
+        self.alert_on_failure = Some(alert_on_failure);
         self
     }
 
@@ -428,6 +457,7 @@ fn validate(entry: &DeclarationEntry) -> Result<Declared, DeclarationError> {
         .arguments(declaration.arguments.iter().copied())
         .queue(declaration.queue);
     task.max_duration = declaration.max_duration.map(Duration::from_secs);
+    task.alert_on_failure = declaration.alert_on_failure;
     task.declaration = Some(id.clone());
     Ok(Declared {
         id,
@@ -502,6 +532,26 @@ mod tests {
             declared.task.declaration.as_deref(),
             Some("host.clear_successful_executions")
         );
+    }
+
+    #[test]
+    fn declared_alert_on_failure_is_carried() {
+        let plain = TaskDeclaration::every("clear_successful_executions", 60);
+        let opted_in = plain.alert_on_failure(true);
+        let opted_out = plain.alert_on_failure(false);
+
+        let declared = |declaration| validate(&entry(declaration)).unwrap().task;
+        assert_eq!(declared(plain).alert_on_failure, None);
+        assert_eq!(declared(opted_in).alert_on_failure, Some(true));
+        assert_eq!(declared(opted_out).alert_on_failure, Some(false));
+    }
+
+    #[test]
+    fn new_task_follows_runner_alert_setting_by_default() {
+        let schedule = Schedule::every(60).unwrap();
+        let task = NewTask::new("clear_successful_executions", schedule);
+        assert_eq!(task.alert_on_failure, None);
+        assert_eq!(task.alert_on_failure(false).alert_on_failure, Some(false));
     }
 
     #[test]

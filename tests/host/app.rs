@@ -166,7 +166,8 @@ async fn sleep_between_lines(ctx: &Context, args: &SleepArgs) {
 quicksilver::declare_task!(TaskDeclaration::every("beat", 1));
 quicksilver::declare_task!(TaskDeclaration::every("sleep_for", 30)
     .arguments(&["--seconds", "1"])
-    .queue("other"));
+    .queue("other")
+    .alert_on_failure(true));
 
 #[tokio::main]
 async fn main() -> ExitCode {

@@ -7,10 +7,14 @@
 //!
 //! [`backends`] gives a test a fresh database on SQLite, PostgreSQL or MySQL
 //! by URL, and [`backend_tests!`] runs one test body on each backend.
+//!
+//! [`smtp`] runs an SMTP server on 127.0.0.1 that records what the e-mail
+//! alert sink sends.
 
 pub mod backends;
 pub mod cluster;
 pub mod process;
+pub mod smtp;
 
 pub use backends::{enabled_backends, Backend, TestDatabase};
 

@@ -104,6 +104,7 @@ pub(super) fn insert_task(
         next_run: to_db(next_run),
         paused: task.paused,
         declaration: task.declaration.as_deref(),
+        alert_on_failure: task.alert_on_failure,
         created_at: to_db(now),
         updated_at: to_db(now),
     };
@@ -168,6 +169,11 @@ pub(super) fn apply_changes(
     if let Some(paused) = changes.paused {
         diesel::update(target)
             .set(tasks::paused.eq(paused))
+            .execute(connection)?;
+    }
+    if let Some(alert_on_failure) = changes.alert_on_failure {
+        diesel::update(target)
+            .set(tasks::alert_on_failure.eq(alert_on_failure))
             .execute(connection)?;
     }
     diesel::update(target)

@@ -24,6 +24,7 @@ pub(crate) struct TaskRow {
     pub(crate) alerts_postponed_until: Option<StoredTime>,
     pub(crate) paused: bool,
     pub(crate) declaration: Option<String>,
+    pub(crate) alert_on_failure: Option<bool>,
     pub(crate) created_at: StoredTime,
     pub(crate) updated_at: StoredTime,
 }
@@ -41,6 +42,7 @@ pub(crate) struct InsertTask<'a> {
     pub(crate) next_run: StoredTime,
     pub(crate) paused: bool,
     pub(crate) declaration: Option<&'a str>,
+    pub(crate) alert_on_failure: Option<bool>,
     pub(crate) created_at: StoredTime,
     pub(crate) updated_at: StoredTime,
 }
@@ -123,6 +125,7 @@ impl From<TaskRow> for Task {
             alerts_postponed_until: row.alerts_postponed_until.map(from_db),
             paused: row.paused,
             declaration: row.declaration,
+            alert_on_failure: row.alert_on_failure,
             created_at: from_db(row.created_at),
             updated_at: from_db(row.updated_at),
         }

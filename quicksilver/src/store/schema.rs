@@ -17,6 +17,7 @@ diesel::table! {
         alerts_postponed_until -> Nullable<UtcTime>,
         paused -> Bool,
         declaration -> Nullable<Text>,
+        alert_on_failure -> Nullable<Bool>,
         created_at -> UtcTime,
         updated_at -> UtcTime,
     }

@@ -1,0 +1,2 @@
+DROP INDEX quicksilver_executions_status_ended;
+ALTER TABLE quicksilver_tasks DROP COLUMN alert_on_failure;
