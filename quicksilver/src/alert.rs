@@ -66,7 +66,7 @@ impl Default for AlertSettings {
             overdue_after: Duration::from_secs(120),
             postpone: Duration::from_secs(15 * 60),
             alert_on_failure: false,
-            check_interval: Duration::from_secs(30),
+            check_interval: Duration::from_secs(60),
         }
     }
 }

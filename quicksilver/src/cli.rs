@@ -44,6 +44,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use clap::{Args, Parser, Subcommand};
 use tokio::sync::watch;
 
+use crate::alert::AlertSettings;
 use crate::clock::{Clock, SystemClock};
 use crate::command::{commands, find_command, CauseChain};
 use crate::context::{Context, ContextParts};
@@ -151,6 +152,73 @@ pub struct RunQueueArgs {
     /// twice `--heartbeat`.
     #[arg(long, default_value_t = runner::DEFAULT_HEARTBEAT_TIMEOUT.as_secs_f64(), value_name = "SECONDS", value_parser = positive_seconds)]
     pub heartbeat_timeout: f64,
+
+    /// The alert rules and where alerts go.
+    #[command(flatten)]
+    pub alerts: AlertArgs,
+}
+
+/// Alert options of `run-queue`. Alerts go to the log, and by e-mail when
+/// an SMTP server is set.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Alerts")]
+pub struct AlertArgs {
+    /// Turns the alert rules off for this runner; other runners still
+    /// evaluate them.
+    #[arg(long)]
+    pub no_alerts: bool,
+
+    /// Seconds a task's alerts stay quiet after one is sent.
+    #[arg(long, default_value_t = AlertSettings::default().postpone.as_secs_f64(), value_name = "SECONDS", value_parser = positive_seconds)]
+    pub alert_postpone: f64,
+
+    /// Seconds past its next run after which an idle task is overdue.
+    #[arg(long, default_value_t = AlertSettings::default().overdue_after.as_secs_f64(), value_name = "SECONDS", value_parser = non_negative_seconds)]
+    pub overdue_after: f64,
+
+    /// Seconds under which a run never raises a runtime alert.
+    #[arg(long, default_value_t = AlertSettings::default().min_runtime.as_secs_f64(), value_name = "SECONDS", value_parser = non_negative_seconds)]
+    pub alert_min_runtime: f64,
+
+    /// Seconds over which a run always raises a runtime alert [default:
+    /// none].
+    #[arg(long, value_name = "SECONDS", value_parser = positive_seconds)]
+    pub alert_max_runtime: Option<f64>,
+
+    /// Standard deviations above the mean runtime that make a run an
+    /// outlier.
+    #[arg(long, default_value_t = AlertSettings::default().deviations, value_name = "N", value_parser = non_negative_number)]
+    pub alert_deviations: f64,
+
+    /// Successful runs a task needs, more than this, before its runs are
+    /// compared with them.
+    #[arg(long, default_value_t = AlertSettings::default().min_runs, value_name = "N")]
+    pub alert_min_runs: u64,
+
+    /// Makes runs that end in error alert, for tasks that do not choose
+    /// otherwise (`tasks edit --alert-on-failure`).
+    #[arg(long)]
+    pub alert_on_failure: bool,
+
+    /// Seconds between two evaluations of the alert rules.
+    #[arg(long, default_value_t = AlertSettings::default().check_interval.as_secs_f64(), value_name = "SECONDS", value_parser = positive_seconds)]
+    pub alert_check_interval: f64,
+}
+
+impl AlertArgs {
+    /// Returns the alert settings these options describe.
+    pub fn settings(&self) -> AlertSettings {
+        let mut settings = AlertSettings::default();
+        settings.postpone = Duration::from_secs_f64(self.alert_postpone);
+        settings.overdue_after = Duration::from_secs_f64(self.overdue_after);
+        settings.min_runtime = Duration::from_secs_f64(self.alert_min_runtime);
+        settings.max_runtime = self.alert_max_runtime.map(Duration::from_secs_f64);
+        settings.deviations = self.alert_deviations;
+        settings.min_runs = self.alert_min_runs;
+        settings.alert_on_failure = self.alert_on_failure;
+        settings.check_interval = Duration::from_secs_f64(self.alert_check_interval);
+        settings
+    }
 }
 
 /// Options of `check`.
@@ -397,7 +465,8 @@ pub struct StatusArgs {
         long,
         default_value_t = crate::alert::AlertSettings::default().overdue_after.as_secs_f64(),
         value_name = "SECONDS",
-        value_parser = non_negative_seconds
+        value_parser = non_negative_seconds,
+        allow_negative_numbers = true
     )]
     pub overdue_after: f64,
 }
@@ -512,6 +581,15 @@ fn positive_seconds(text: &str) -> Result<f64, String> {
     }
 }
 
+fn non_negative_number(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(number) if number.is_finite() && number >= 0.0 => Ok(number),
+        _ => Err(format!(
+            "`{text}` is not a number of 0 or more, such as 2 or 1.5"
+        )),
+    }
+}
+
 fn non_negative_seconds(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(value) if (0.0..=MAX_SECONDS).contains(&value) => Ok(value),
@@ -539,6 +617,11 @@ async fn run_queue(options: &CliOptions, args: RunQueueArgs) -> Outcome {
     if let Some(seconds) = args.max_duration {
         builder = builder.default_max_duration(Duration::from_secs_f64(seconds));
     }
+    builder = if args.alerts.no_alerts {
+        builder.no_alerts()
+    } else {
+        with_alert_sinks(builder.alerts(args.alerts.settings()))?
+    };
     let runner = builder
         .build()
         .map_err(|error| Failure::invalid(error.to_string()))?;
@@ -560,6 +643,36 @@ async fn run_queue(options: &CliOptions, args: RunQueueArgs) -> Outcome {
             CauseChain(&error).to_string().replace('\n', ": "),
         )),
     }
+}
+
+/// Adds the e-mail sink that `QUICKSILVER_SMTP_URL`, `QUICKSILVER_ADMINS`
+/// and `QUICKSILVER_ALERT_FROM` describe, if the first is set. Alerts go to
+/// the log as well.
+#[cfg(feature = "email")]
+fn with_alert_sinks(builder: runner::RunnerBuilder) -> Result<runner::RunnerBuilder, Failure> {
+    let email =
+        crate::alert::EmailSink::from_env().map_err(|error| Failure::invalid(error.to_string()))?;
+    Ok(match email {
+        Some(email) => {
+            tracing::info!(sink = ?email, "alerts go to the log and by e-mail");
+            builder.alert_sink(crate::alert::LogSink).alert_sink(email)
+        }
+        None => builder,
+    })
+}
+
+/// Without the `email` feature, alerts go to the log; an SMTP server set
+/// in the environment is an error rather than silently unused.
+#[cfg(not(feature = "email"))]
+fn with_alert_sinks(builder: runner::RunnerBuilder) -> Result<runner::RunnerBuilder, Failure> {
+    if std::env::var_os("QUICKSILVER_SMTP_URL").is_some() {
+        return Err(Failure::invalid(
+            "QUICKSILVER_SMTP_URL is set but this program was built without quicksilver's \
+             `email` feature; enable the feature or unset the variable"
+                .to_owned(),
+        ));
+    }
+    Ok(builder)
 }
 
 /// Replaces this process with a fresh run of the same program and
@@ -740,8 +853,8 @@ fn parse_seconds_option(text: &str) -> Result<Duration, Failure> {
     }
 }
 
-/// Parses an `--alert-on-failure` value: `on`, `off`, or `default`, which
-/// is `None`, the runner's setting.
+/// Parses an `--alert-on-failure` value. `default` parses as `None`, which
+/// follows the runner's setting.
 fn parse_alert_on_failure(text: &str) -> Result<Option<bool>, Failure> {
     match text.trim() {
         "on" => Ok(Some(true)),
@@ -996,8 +1109,10 @@ async fn status(options: &CliOptions, args: StatusArgs) -> Outcome {
         .await
         .map_err(|error| unreadable(Failure::from(error).message))?;
 
-    let mut settings = crate::alert::AlertSettings::default();
-    settings.overdue_after = Duration::from_secs_f64(args.overdue_after);
+    let settings = crate::alert::AlertSettings {
+        overdue_after: Duration::from_secs_f64(args.overdue_after),
+        ..Default::default()
+    };
     let report = crate::status::report(&store, &settings, Utc::now())
         .await
         .map_err(|error| unreadable(Failure::from(error).message))?;
@@ -1315,7 +1430,7 @@ mod tests {
     }
 
     #[test]
-    fn alert_on_failure_rejects_others_naming_choices() {
+    fn alert_on_failure_rejects_other_values() {
         let failure = parse_alert_on_failure("yes").unwrap_err();
         assert_eq!(failure.code, EXIT_INVALID);
         for expected in ["`yes`", "`on`", "`off`", "`default`"] {
@@ -1337,7 +1452,7 @@ mod tests {
     }
 
     #[test]
-    fn tasks_add_alert_on_failure_defaults_to_runner_setting() {
+    fn add_alert_setting_defaults_to_runner() {
         let cli = Cli::try_parse_from(["host", "tasks", "add", "beat", "--every", "5"]).unwrap();
         let Command::Tasks(TasksArgs {
             action: Some(TaskAction::Add(args)),
