@@ -344,6 +344,10 @@ pub type SinkFuture<'a> = Pin<Box<dyn Future<Output = Result<(), BoxError>> + Se
 ///         })
 ///     }
 /// }
+///
+/// let (sender, _receiver) = tokio::sync::mpsc::unbounded_channel();
+/// let runner = quicksilver::Runner::run_queue("default").alert_sink(ChannelSink(sender));
+/// # drop(runner);
 /// ```
 pub trait AlertSink: Send + Sync + 'static {
     /// A short name for logs, such as `email`.
@@ -402,15 +406,16 @@ pub struct Evaluation {
 /// # Examples
 ///
 /// ```no_run
-/// # async fn example() -> Result<(), quicksilver::StoreError> {
 /// use quicksilver::alert::{AlertSettings, LogSink, Monitor};
 ///
-/// let store = quicksilver::Store::open("quicksilver.sqlite3").await?;
-/// let monitor = Monitor::new(store, AlertSettings::default()).sink(LogSink);
-/// let evaluation = monitor.evaluate(chrono::Utc::now()).await?;
-/// println!("{} alerts sent", evaluation.sent.len());
-/// # Ok(())
-/// # }
+/// #[tokio::main]
+/// async fn main() -> Result<(), quicksilver::StoreError> {
+///     let store = quicksilver::Store::open("quicksilver.sqlite3").await?;
+///     let monitor = Monitor::new(store, AlertSettings::default()).sink(LogSink);
+///     let evaluation = monitor.evaluate(chrono::Utc::now()).await?;
+///     println!("{} alerts sent", evaluation.sent.len());
+///     Ok(())
+/// }
 /// ```
 #[derive(Clone)]
 pub struct Monitor {
