@@ -63,7 +63,8 @@ pub const SILENCED_CHECKS_VAR: &str = "QUICKSILVER_SILENCED_CHECKS";
 const EXIT_INVALID: u8 = 2;
 
 /// The exit code of `status` when the database cannot be opened or read:
-/// Nagios's UNKNOWN, so that a monitor tells it from a report with issues.
+/// Nagios's UNKNOWN, so that a monitor can distinguish it from a report
+/// with issues.
 const EXIT_UNKNOWN: u8 = 3;
 
 /// quicksilver's command tree, with the options every subcommand shares.
@@ -208,16 +209,16 @@ pub struct AlertArgs {
 impl AlertArgs {
     /// Returns the alert settings these options describe.
     pub fn settings(&self) -> AlertSettings {
-        let mut settings = AlertSettings::default();
-        settings.postpone = Duration::from_secs_f64(self.alert_postpone);
-        settings.overdue_after = Duration::from_secs_f64(self.overdue_after);
-        settings.min_runtime = Duration::from_secs_f64(self.alert_min_runtime);
-        settings.max_runtime = self.alert_max_runtime.map(Duration::from_secs_f64);
-        settings.deviations = self.alert_deviations;
-        settings.min_runs = self.alert_min_runs;
-        settings.alert_on_failure = self.alert_on_failure;
-        settings.check_interval = Duration::from_secs_f64(self.alert_check_interval);
-        settings
+        AlertSettings {
+            postpone: Duration::from_secs_f64(self.alert_postpone),
+            overdue_after: Duration::from_secs_f64(self.overdue_after),
+            min_runtime: Duration::from_secs_f64(self.alert_min_runtime),
+            max_runtime: self.alert_max_runtime.map(Duration::from_secs_f64),
+            deviations: self.alert_deviations,
+            min_runs: self.alert_min_runs,
+            alert_on_failure: self.alert_on_failure,
+            check_interval: Duration::from_secs_f64(self.alert_check_interval),
+        }
     }
 }
 

@@ -13,7 +13,7 @@
 //!
 //! The 503 for an `error` report lets load balancers and uptime checkers
 //! that look only at the status code see the problem. The original Django
-//! app answers 200 whatever the report says; [`StatusRouter::always_ok`]
+//! app returns 200 whatever the report says, and [`StatusRouter::always_ok`]
 //! does the same, for monitors that read the body.
 //!
 //! The route is read-only: other methods get 405 Method Not Allowed, and
@@ -191,9 +191,9 @@ impl StatusRouter {
         self
     }
 
-    /// Answers 200 OK for every report, `error` ones included, as the
-    /// original does; the body's `status` still tells them apart. Same as
-    /// `error_status(StatusCode::OK)`.
+    /// Sets the HTTP status of every report to 200 OK, `error` ones
+    /// included, as the original does. The body's `status` still tells them
+    /// apart. Same as `error_status(StatusCode::OK)`.
     pub fn always_ok(self) -> Self {
         self.error_status(StatusCode::OK)
     }
@@ -220,7 +220,7 @@ impl StatusRouter {
     }
 }
 
-/// What the handler shares across requests.
+/// The state the handler shares across requests.
 struct RouterState {
     store: Store,
     settings: AlertSettings,
@@ -261,7 +261,7 @@ async fn status_handler(State(state): State<Arc<RouterState>>) -> Response {
     }
 }
 
-/// Returns the `Cache-Control` header of every answer.
+/// Returns the `Cache-Control` header of every response.
 fn no_store() -> [(header::HeaderName, HeaderValue); 1] {
     [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))]
 }
@@ -269,8 +269,8 @@ fn no_store() -> [(header::HeaderName, HeaderValue); 1] {
 /// Returns the body for a database that cannot be read: the report's shape
 /// with no issues, and the error with its causes on one line.
 ///
-/// The message comes from the store's errors, whose URLs have no
-/// credentials; it names no URL of its own.
+/// The message is the text of the store's errors, whose URLs have no
+/// credentials, and adds no URL of its own.
 fn unreadable_body(error: &StoreError) -> serde_json::Value {
     let message = CauseChain(error).to_string().replace('\n', ": ");
     serde_json::json!({ "issues": [], "status": "error", "error": message })
@@ -281,7 +281,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn unreadable_body_has_the_report_shape_and_the_causes() {
+    fn unreadable_body_keeps_report_shape() {
         let cause = diesel::result::Error::QueryBuilderError("no such table: x".into());
         let body = unreadable_body(&StoreError::Query(cause));
         assert_eq!(body["status"], "error");

@@ -40,7 +40,7 @@ pub struct Task {
     pub paused: bool,
     /// The id of the declaration that installed the task, if one did.
     pub declaration: Option<String>,
-    /// Whether a run that ends in `error` raises an alert; `None` follows
+    /// Whether a run that ends in `error` raises an alert. `None` follows
     /// the runner's [`AlertSettings::alert_on_failure`].
     ///
     /// [`AlertSettings::alert_on_failure`]: crate::alert::AlertSettings::alert_on_failure
@@ -93,7 +93,7 @@ pub struct NewTask {
     pub paused: bool,
     /// The declaration that installs the task, if any.
     pub declaration: Option<String>,
-    /// Whether a run that ends in `error` raises an alert; `None` follows
+    /// Whether a run that ends in `error` raises an alert. `None` follows
     /// the runner's setting.
     pub alert_on_failure: Option<bool>,
 }
@@ -176,8 +176,8 @@ pub struct TaskChanges {
     pub alerts_postponed_until: Option<Option<DateTime<Utc>>>,
     /// Pauses or resumes the task.
     pub paused: Option<bool>,
-    /// A new choice of whether a run that ends in `error` raises an alert;
-    /// `Some(None)` makes the task follow the runner's setting again.
+    /// A new alert-on-failure setting. `Some(None)` makes the task follow
+    /// the runner's setting again.
     pub alert_on_failure: Option<Option<bool>>,
 }
 
@@ -547,7 +547,7 @@ mod tests {
     }
 
     #[test]
-    fn new_task_follows_runner_alert_setting_by_default() {
+    fn new_task_alert_defaults_to_runner() {
         let schedule = Schedule::every(60).unwrap();
         let task = NewTask::new("clear_successful_executions", schedule);
         assert_eq!(task.alert_on_failure, None);

@@ -61,7 +61,7 @@ impl ReceivedMessage {
     }
 }
 
-/// What the sessions of one server share.
+/// The state that the sessions of one server share.
 #[derive(Default)]
 struct Shared {
     messages: Mutex<Vec<ReceivedMessage>>,
@@ -139,9 +139,9 @@ impl SmtpServer {
         lock(&self.shared.messages).clone()
     }
 
-    /// Makes the server answer the end of each message's data with `reply`,
-    /// such as `554 5.7.1 rejected`, and drop the message; `None` makes it
-    /// accept them again.
+    /// Makes the server reply to the end of each message's data with
+    /// `reply`, such as `554 5.7.1 rejected`, and drop the message. `None`
+    /// makes it accept messages again.
     pub fn reject_messages(&self, reply: Option<&str>) {
         *lock(&self.shared.rejection) = reply.map(str::to_owned);
     }
@@ -181,7 +181,8 @@ impl SmtpServer {
             let _ = shutdown.send(());
         }
         if let Some(task) = self.task.take() {
-            task.await.expect("the SMTP test server's task ends without a panic");
+            task.await
+                .expect("the SMTP test server's task ends without a panic");
         }
     }
 }
@@ -265,7 +266,8 @@ async fn session(stream: TcpStream, shared: &Shared) -> io::Result<()> {
     let (reader, mut writer) = stream.into_split();
     let mut reader = BufReader::new(reader);
     let mut session = Session::default();
-    reply(&mut writer, &format!("220 {SERVER_NAME} ESMTP quicksilver test server")).await?;
+    let greeting = format!("220 {SERVER_NAME} ESMTP quicksilver test server");
+    write_reply(&mut writer, &greeting).await?;
 
     let mut line = Vec::new();
     loop {
@@ -278,7 +280,7 @@ async fn session(stream: TcpStream, shared: &Shared) -> io::Result<()> {
         let (verb, argument) = text.split_once(' ').unwrap_or((text, ""));
         let argument = argument.trim();
 
-        let answer = match verb.to_ascii_uppercase().as_str() {
+        let reply = match verb.to_ascii_uppercase().as_str() {
             "EHLO" => {
                 session.client = Some(argument.to_owned());
                 session.reset();
@@ -310,11 +312,11 @@ async fn session(stream: TcpStream, shared: &Shared) -> io::Result<()> {
                 None => "503 5.5.1 MAIL first".to_owned(),
                 Some(_) if session.recipients.is_empty() => "503 5.5.1 RCPT first".to_owned(),
                 Some(from) => {
-                    reply(&mut writer, "354 end data with <CR><LF>.<CR><LF>").await?;
+                    write_reply(&mut writer, "354 end data with <CR><LF>.<CR><LF>").await?;
                     let data = read_data(&mut reader).await?;
-                    let answer = accept_message(shared, &session, from.clone(), data);
+                    let reply = accept_message(shared, &session, from.clone(), data);
                     session.reset();
-                    answer
+                    reply
                 }
             },
             "RSET" => {
@@ -323,12 +325,12 @@ async fn session(stream: TcpStream, shared: &Shared) -> io::Result<()> {
             }
             "NOOP" => "250 2.0.0 OK".to_owned(),
             "QUIT" => {
-                reply(&mut writer, "221 2.0.0 bye").await?;
+                write_reply(&mut writer, "221 2.0.0 bye").await?;
                 return Ok(());
             }
             _ => format!("502 5.5.2 command not implemented: {verb}"),
         };
-        reply(&mut writer, &answer).await?;
+        write_reply(&mut writer, &reply).await?;
     }
 }
 
@@ -365,7 +367,7 @@ async fn authenticate(
         return Ok(format!("504 5.5.4 mechanism not supported: {mechanism}"));
     }
     let encoded = if initial.is_empty() {
-        reply(writer, "334 ").await?;
+        write_reply(writer, "334 ").await?;
         let mut line = String::new();
         reader.read_line(&mut line).await?;
         line.trim().to_owned()
@@ -375,7 +377,8 @@ async fn authenticate(
 
     // RFC 4616: authorization identity, user and password, NUL-separated.
     let decoded = decode_base64(&encoded).map(|bytes| String::from_utf8_lossy(&bytes).into_owned());
-    let parts: Option<Vec<String>> = decoded.map(|text| text.split('\0').map(str::to_owned).collect());
+    let parts: Option<Vec<String>> =
+        decoded.map(|text| text.split('\0').map(str::to_owned).collect());
     match parts.as_deref() {
         Some([_authorization, user, password]) => {
             session.credentials = Some((user.clone(), password.clone()));
@@ -464,7 +467,7 @@ fn decode_base64(text: &str) -> Option<Vec<u8>> {
 }
 
 /// Writes one reply, which may span several lines, and a final CRLF.
-async fn reply(writer: &mut OwnedWriteHalf, text: &str) -> io::Result<()> {
+async fn write_reply(writer: &mut OwnedWriteHalf, text: &str) -> io::Result<()> {
     writer.write_all(text.as_bytes()).await?;
     writer.write_all(b"\r\n").await?;
     writer.flush().await
@@ -502,7 +505,10 @@ mod tests {
             path("FROM:<a@example.com> BODY=8BITMIME", "FROM:").as_deref(),
             Some("a@example.com")
         );
-        assert_eq!(path("to: <b@example.com>", "TO:").as_deref(), Some("b@example.com"));
+        assert_eq!(
+            path("to: <b@example.com>", "TO:").as_deref(),
+            Some("b@example.com")
+        );
         assert_eq!(path("FROM:<>", "FROM:").as_deref(), Some(""));
         assert_eq!(path("FROM:a@example.com", "FROM:"), None);
         assert_eq!(path("TO:<b@example.com>", "FROM:"), None);

@@ -50,7 +50,7 @@ const URL_FORMS: &str = "smtp://[user:password@]host[:port][?tls=required|opport
 /// password replaced by `***`.
 ///
 /// Each send opens its own connection and drops it after the message, so
-/// the sink holds no connection between alerts. A send that takes longer
+/// the sink keeps no connection open between alerts. A send that takes longer
 /// than the [timeout](EmailSinkBuilder::timeout) fails, so that an
 /// unreachable server does not hold up the runner. A failed send returns a
 /// boxed [`EmailError`] that names the server and the cause.
@@ -84,7 +84,7 @@ pub struct EmailSink {
     settings: AsyncSmtpTransportBuilder,
     /// The URL with its password replaced by `***`.
     server: String,
-    /// The recipients, never empty: the first is also the `Reply-To`.
+    /// The recipients, never empty. The first is also the `Reply-To`.
     administrators: Vec<Mailbox>,
     sender: Mailbox,
     timeout: Duration,
@@ -285,7 +285,7 @@ impl EmailSinkBuilder {
     }
 
     /// Sets the host name of the default sender. It defaults to this
-    /// machine's name, the one that alerts name.
+    /// machine's host name, as alerts show it.
     pub fn host(mut self, host: impl Into<String>) -> Self {
         self.host = Some(host.into());
         self
@@ -322,7 +322,8 @@ impl EmailSinkBuilder {
             });
         }
         let settings = AsyncSmtpTransport::<Tokio1Executor>::from_url(url).map_err(|error| {
-            // lettre wraps the URL parser's error, whose text is the clearer.
+            // lettre wraps the URL parser's error, such as `invalid port
+            // number`, in a `Connection error` that no connection caused.
             let reason = match std::error::Error::source(&error) {
                 Some(source) => source.to_string(),
                 None => error.to_string(),
@@ -399,8 +400,9 @@ fn parse_mailbox(role: &'static str, address: &str) -> Result<Mailbox, EmailErro
 /// Checks the scheme and the `tls` parameter of `url`, and returns the
 /// reason when lettre would reject them.
 ///
-/// lettre's own message for either speaks of both, and a URL without a
-/// scheme fails there as `smtp host undefined`.
+/// lettre's own message for a wrong value names the scheme and the `tls`
+/// parameter together, and a URL without a scheme fails there as `smtp host
+/// undefined`.
 fn check_url_form(url: &str) -> Result<(), String> {
     let Some((scheme, rest)) = url.split_once("://") else {
         return Err("missing scheme".to_owned());
@@ -416,9 +418,7 @@ fn check_url_form(url: &str) -> Result<(), String> {
     // lettre reads the first `tls` parameter of the query.
     let query = rest.split_once('?').map_or("", |(_, query)| query);
     let query = query.split_once('#').map_or(query, |(query, _)| query);
-    let tls = query
-        .split('&')
-        .find_map(|pair| pair.strip_prefix("tls="));
+    let tls = query.split('&').find_map(|pair| pair.strip_prefix("tls="));
     match tls {
         None | Some("required" | "opportunistic") => Ok(()),
         Some(tls) => Err(format!("unsupported tls parameter `{tls}`")),
@@ -471,7 +471,7 @@ pub enum EmailError {
     InvalidUrl {
         /// The URL, with its password replaced by `***`.
         url: String,
-        /// What is wrong with it.
+        /// The reason, such as `invalid port number`.
         reason: String,
     },
     /// No administrator address was given.
@@ -490,7 +490,7 @@ pub enum EmailError {
         role: &'static str,
         /// The address as given.
         address: String,
-        /// What is wrong with it.
+        /// lettre's reason, such as `invalid email domain`.
         reason: String,
     },
     /// No sender was set, and the host name does not make a valid one.
@@ -501,7 +501,7 @@ pub enum EmailError {
     InvalidDefaultSender {
         /// The host name.
         host: String,
-        /// What is wrong with the address.
+        /// lettre's reason, such as `invalid input`.
         reason: String,
     },
     /// The timeout is zero, so every send would fail.
@@ -619,7 +619,7 @@ mod tests {
     }
 
     #[test]
-    fn builder_rejects_invalid_urls_without_the_password() {
+    fn invalid_urls_rejected_without_password() {
         let cases = [
             ("mail.example.com:587", "missing scheme"),
             (
@@ -768,7 +768,7 @@ mod tests {
     }
 
     #[test]
-    fn message_has_recipients_sender_and_reply_to() {
+    fn message_sets_recipients_and_reply_to() {
         let sink = valid()
             .administrators(["ops@example.com", "dba@example.com"])
             .sender("quicksilver@db1.example.com")
