@@ -18,7 +18,8 @@
 //!
 //! The route is read-only: other methods get 405 Method Not Allowed, and
 //! building the report never writes to the database. The `error` message
-//! names the failure and never contains the database URL.
+//! is the text of the store's error, which leaves passwords out, and adds
+//! no database URL.
 //!
 //! The router has no authentication of its own. The report names tasks,
 //! queues and runtimes, so a host that serves it beyond a private network

@@ -21,12 +21,20 @@ use crate::context::{Context, ContextParts};
 use crate::execution::{summary_line, Status};
 use crate::lock::{self, Attempt, LockError, LockKind};
 use crate::output::{self, OutputBuffer, EXECUTION_SPAN, OUTPUT_LIMIT};
-use crate::store::{Claim, Finish, ReapRequest, RunnerRecord, Store, StoreError};
+use crate::store::{Claim, Finish, ReapRequest, Reaped, RunnerRecord, Store, StoreError};
 use crate::task::DEFAULT_QUEUE;
 
 /// How long before a due time the runner's timer fires, to finish the
 /// wait with a precise thread sleep (see [`finish_sleep`]).
 const TIMER_SLACK: Duration = Duration::from_millis(3);
+
+/// The longest time a runner on SQLite goes without reading its queue,
+/// even when the file looks unchanged.
+const FORCED_CHECK: Duration = Duration::from_secs(60);
+
+/// On SQLite, a heartbeat looks for dead runners of its queue only every
+/// this many beats while the last look found no run of another runner.
+const SQLITE_REAP_EVERY: u32 = 4;
 
 /// The shortest time before a due time at which the runner claims a task,
 /// so that it can start it on time.
@@ -798,8 +806,24 @@ impl RunState {
                 now.to_rfc3339()
             ),
         };
+        // On SQLite, every runner of a queue shares one machine, and the
+        // queue lock keeps a second one away unless it uses another lock
+        // folder: while no run of another runner was seen, looking once a
+        // minute is enough.
+        let beats = memory.since_reap.fetch_add(1, Ordering::Relaxed) + 1;
+        let look = !self.store.is_sqlite()
+            || memory.others_seen.load(Ordering::Relaxed)
+            || beats >= SQLITE_REAP_EVERY;
         let reaped = match self.store.heartbeat(self.runner_record(), now).await {
-            Ok(()) => self.store.reap(request).await,
+            Ok(()) if look => {
+                memory.since_reap.store(0, Ordering::Relaxed);
+                self.store.reap(request).await
+            }
+            Ok(()) => Ok(Reaped {
+                suspects: lock_memory(&memory.suspects).clone(),
+                others_seen: false,
+                ..Reaped::default()
+            }),
             Err(error) => Err(error),
         };
         match reaped {
@@ -809,6 +833,9 @@ impl RunState {
                     tracing::info!(failures, "heartbeat written again");
                 }
                 *lock_memory(&memory.suspects) = reaped.suspects;
+                memory
+                    .others_seen
+                    .store(reaped.others_seen, Ordering::Relaxed);
                 for (execution_id, runner) in reaped.dead {
                     tracing::warn!(execution.id = execution_id, runner.id = %runner,
                         "marked execution killed: its runner stopped sending heartbeats");
@@ -887,6 +914,11 @@ impl RunState {
             .map(|listener| AbortOnDrop(listener.abort_handle()));
         let mut expected_due = None;
         let mut claim_lead = MIN_CLAIM_LEAD;
+        // On SQLite, a periodic wake-up finds the file unchanged most of the
+        // time: then it skips its query, up to FORCED_CHECK apart.
+        let mut seen_stamp = None;
+        let mut last_check = Instant::now();
+        let mut periodic_wake = false;
         // The heartbeat runs beside this loop, so that a due time that comes
         // during its writes is claimed on time, and goes on while running
         // executions finish after a stop.
@@ -917,6 +949,26 @@ impl RunState {
             last_instant = Instant::now();
 
             running.join_ended().await;
+            let unchanged = periodic_wake
+                && failures == 0
+                && last_check.elapsed() < FORCED_CHECK
+                && seen_stamp.is_some()
+                && self.store.file_stamp() == seen_stamp;
+            periodic_wake = false;
+            if unchanged {
+                let deadline = self.next_wake(expected_due, claim_lead, failures, running.len());
+                tokio::select! {
+                    () = clock.sleep_until(deadline.at - to_delta(TIMER_SLACK)) => {
+                        finish_sleep(&*clock, deadline.at);
+                        periodic_wake = deadline.periodic;
+                    }
+                    Ok(()) = changes.changed() => {}
+                    Some(()) = running.join_next(), if !running.is_empty() => {}
+                    reason = &mut stop => break reason,
+                    () = sleep_until_option(restart_at) => break StopReason::RestartDue,
+                }
+                continue;
+            }
             let free = options.concurrency.saturating_sub(running.len());
             // Tasks due within the claim lead are claimed now, as of their
             // due time, and started when it comes: the claim's own time
@@ -930,6 +982,7 @@ impl RunState {
             let expected = expected_due.is_some_and(|due| due <= as_of);
             let mut next_due = None;
             let claim_started = Instant::now();
+            let stamp = self.store.file_stamp();
             match self
                 .store
                 .claim_due(&options.queue, as_of, free, &self.identity, expected)
@@ -940,6 +993,8 @@ impl RunState {
                         tracing::info!(failures, "database reachable again; claiming resumed");
                     }
                     failures = 0;
+                    seen_stamp = stamp;
+                    last_check = Instant::now();
                     if !batch.claims.is_empty() {
                         claim_lead = lead_after(claim_started.elapsed());
                         if as_of > clock.now() {
@@ -964,18 +1019,12 @@ impl RunState {
             }
 
             expected_due = next_due;
-            let now = clock.now();
-            let retry_delay = backoff(failures);
-            let mut deadline = now + to_delta(options.sleep_duration.min(retry_delay));
-            if let Some(due) = next_due {
-                if running.len() < options.concurrency && failures == 0 {
-                    deadline = deadline.min(due - to_delta(claim_lead));
-                }
-            }
+            let deadline = self.next_wake(next_due, claim_lead, failures, running.len());
 
             tokio::select! {
-                () = clock.sleep_until(deadline - to_delta(TIMER_SLACK)) => {
-                    finish_sleep(&*clock, deadline);
+                () = clock.sleep_until(deadline.at - to_delta(TIMER_SLACK)) => {
+                    finish_sleep(&*clock, deadline.at);
+                    periodic_wake = deadline.periodic;
                 }
                 Ok(()) = changes.changed() => {}
                 Some(()) = running.join_next(), if !running.is_empty() => {}
@@ -991,6 +1040,41 @@ impl RunState {
         drop(heartbeat);
         drop(alerts);
         drained
+    }
+
+    /// Returns when the runner's loop wakes next: ahead of the next due
+    /// time by the claim lead while a lane is free, and no later than the
+    /// sleep duration (or the retry delay after failures).
+    fn next_wake(
+        &self,
+        next_due: Option<DateTime<Utc>>,
+        claim_lead: Duration,
+        failures: u32,
+        running: usize,
+    ) -> Wake {
+        let options = &self.options;
+        let now = options.clock.now();
+        let bound = now + to_delta(options.sleep_duration.min(backoff(failures)));
+        match next_due {
+            Some(due) if running < options.concurrency && failures == 0 => {
+                let claim_at = due - to_delta(claim_lead);
+                if claim_at < bound {
+                    Wake {
+                        at: claim_at,
+                        periodic: false,
+                    }
+                } else {
+                    Wake {
+                        at: bound,
+                        periodic: true,
+                    }
+                }
+            }
+            _ => Wake {
+                at: bound,
+                periodic: failures == 0,
+            },
+        }
     }
 
     /// Starts evaluating the alert rules beside the runner's loop: at once,
@@ -1266,6 +1350,13 @@ impl Execution {
     }
 }
 
+/// When the runner's loop wakes next, and whether only to look for changes
+/// of other processes.
+struct Wake {
+    at: DateTime<Utc>,
+    periodic: bool,
+}
+
 /// Everything needed to run one command once.
 pub(crate) struct RunRequest {
     pub(crate) store: Store,
@@ -1523,6 +1614,10 @@ pub(crate) async fn run_command(
 struct HeartbeatMemory {
     /// Heartbeats that failed in a row.
     failures: AtomicU32,
+    /// Heartbeats since the last look for dead runners.
+    since_reap: AtomicU32,
+    /// Whether the last look found runs of other runners of the queue.
+    others_seen: std::sync::atomic::AtomicBool,
     /// The runner's own executions that the last heartbeat found ongoing
     /// but not running (see `ReapRequest::suspects`).
     suspects: std::sync::Mutex<Vec<i64>>,

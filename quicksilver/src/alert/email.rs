@@ -35,7 +35,7 @@ const URL_FORMS: &str = "smtp://[user:password@]host[:port][?tls=required|opport
 /// The subject is [`Alert::subject`] and the plain-text body
 /// [`Alert::body`].
 ///
-/// The server comes from a URL, as lettre's
+/// The server comes from a URL, as lettre 0.11's
 /// [`AsyncSmtpTransport::from_url`] reads it:
 ///
 /// - `smtps://user:password@host` for SMTP over TLS, port 465 by default;
@@ -50,8 +50,8 @@ const URL_FORMS: &str = "smtp://[user:password@]host[:port][?tls=required|opport
 /// password replaced by `***`.
 ///
 /// Each send opens its own connection and drops it after the message, so
-/// the sink keeps no connection open between alerts. A send that takes longer
-/// than the [timeout](EmailSinkBuilder::timeout) fails, so that an
+/// the sink keeps no connection open between alerts. A send that takes
+/// longer than the [timeout](EmailSinkBuilder::timeout) fails, so that an
 /// unreachable server does not hold up the runner. A failed send returns a
 /// boxed [`EmailError`] that names the server and the cause.
 ///
@@ -77,8 +77,8 @@ const URL_FORMS: &str = "smtp://[user:password@]host[:port][?tls=required|opport
 ///
 /// # Caveats
 ///
-/// Sends need a tokio runtime, as the runner has: lettre spawns a task for
-/// each connection.
+/// Sends need a tokio runtime, as the runner has, because lettre's
+/// connection pool spawns tasks on it.
 pub struct EmailSink {
     /// lettre's settings, from which each send builds a transport.
     settings: AsyncSmtpTransportBuilder,

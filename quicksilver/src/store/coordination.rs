@@ -64,6 +64,8 @@ pub(crate) struct Reaped {
     /// Runs of the reaping runner found for the first time, to give as
     /// `suspects` to the next reap.
     pub(crate) suspects: Vec<i64>,
+    /// Whether other runners had runs of the queue going on, dead or alive.
+    pub(crate) others_seen: bool,
 }
 
 /// A runner that shares the database, as recorded in its row.
@@ -177,7 +179,8 @@ impl Store {
             }
         }
         let mut dead = Vec::new();
-        if !others.is_empty() {
+        let others_seen = !others.is_empty();
+        if others_seen {
             let mut names: Vec<String> = others.iter().map(|(_, r)| r.clone()).collect();
             names.sort();
             names.dedup();
@@ -198,6 +201,7 @@ impl Store {
         if dead.is_empty() && unknown.is_empty() {
             return Ok(Reaped {
                 suspects,
+                others_seen,
                 ..Reaped::default()
             });
         }
@@ -227,6 +231,7 @@ impl Store {
                 dead,
                 unknown,
                 suspects,
+                others_seen,
             })
         })
     }
@@ -236,7 +241,7 @@ impl Store {
     ///
     /// # Errors
     ///
-    /// - [`StoreError::Query`] when the database fails.
+    /// - [`super::StoreError::Query`] when the database fails.
     pub async fn runners(&self, queue: Option<&str>) -> Result<Vec<RunnerInfo>> {
         let queue = queue.map(str::to_owned);
         type Row = (

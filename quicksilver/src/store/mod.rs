@@ -251,6 +251,14 @@ impl StoreInner {
     }
 }
 
+/// The sizes and modification times of a SQLite file and of its
+/// write-ahead log; see [`Store::file_stamp`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FileStamp {
+    database: Option<(u64, Option<std::time::SystemTime>)>,
+    log: Option<(u64, Option<std::time::SystemTime>)>,
+}
+
 /// Execution ends queued for the next write, each with its ticket.
 #[derive(Debug, Default)]
 struct FinishQueue {
@@ -307,7 +315,7 @@ mod coordination;
 mod monitor;
 
 pub use self::coordination::RunnerInfo;
-pub(crate) use self::coordination::{LeaseRow, ReapRequest, RunnerRecord};
+pub(crate) use self::coordination::{LeaseRow, ReapRequest, Reaped, RunnerRecord};
 pub use self::monitor::{RuntimeStats, RUNTIME_HISTORY};
 
 /// Runs `work` with a connection of `pool` on tokio's blocking pool.
@@ -404,6 +412,44 @@ impl Store {
     /// counting those of every clone, for benchmarks and monitoring.
     pub fn statement_count(&self) -> u64 {
         self.inner.statements.load(Ordering::Relaxed)
+    }
+
+    /// Returns a stamp of the SQLite file and its write-ahead log (their
+    /// sizes and modification times), or `None` on a server.
+    ///
+    /// Every commit, of any process, appends to the log or rewrites it, so
+    /// an unchanged stamp means that nothing changed since it was taken: a
+    /// runner then skips its periodic check for changes of other processes
+    /// without a query. File times have the kernel clock's granularity, so
+    /// the runner still checks at least once a minute.
+    pub(crate) fn file_stamp(&self) -> Option<FileStamp> {
+        #[cfg(feature = "sqlite")]
+        #[allow(irrefutable_let_patterns)]
+        if let Backend::Sqlite(_) = &self.inner.backend {
+            let path = std::path::Path::new(&self.inner.key_source);
+            let of = |path: &std::path::Path| {
+                std::fs::metadata(path)
+                    .ok()
+                    .map(|metadata| (metadata.len(), metadata.modified().ok()))
+            };
+            let mut log = path.as_os_str().to_owned();
+            log.push("-wal");
+            return Some(FileStamp {
+                database: of(path),
+                log: of(std::path::Path::new(&log)),
+            });
+        }
+        None
+    }
+
+    /// Returns whether the store is on a SQLite file.
+    pub(crate) fn is_sqlite(&self) -> bool {
+        #[cfg(feature = "sqlite")]
+        #[allow(irrefutable_let_patterns)]
+        if let Backend::Sqlite(_) = &self.inner.backend {
+            return true;
+        }
+        false
     }
 
     /// Returns a short, stable key of this database, used to name lock
@@ -1075,10 +1121,13 @@ fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
-    match rest.split_once('@') {
-        Some((credentials, host)) => {
-            let user = credentials.split(':').next().unwrap_or("");
-            format!("{scheme}://{user}:***@{host}")
+    // The credentials end at the last `@` before the query, so that a
+    // password holding an `@` stays hidden whole.
+    let head = rest.split(['?', '#']).next().unwrap_or(rest);
+    match head.rfind('@') {
+        Some(at) => {
+            let user = rest[..at].split(':').next().unwrap_or("");
+            format!("{scheme}://{user}:***@{}", &rest[at + 1..])
         }
         None => url.to_owned(),
     }
@@ -1183,6 +1232,22 @@ impl QueryId for QueueIs<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redact_hides_the_whole_password() {
+        assert_eq!(
+            redact("postgres://app:p@ss/w@db.internal:5432/prod?application_name=a@b"),
+            "postgres://app:***@db.internal:5432/prod?application_name=a@b"
+        );
+        assert_eq!(
+            redact("mysql://root@127.0.0.1/test"),
+            "mysql://root:***@127.0.0.1/test"
+        );
+        assert_eq!(
+            redact("postgres://db.internal/prod"),
+            "postgres://db.internal/prod"
+        );
+    }
 
     #[tokio::test]
     async fn due_lookups_search_the_next_run_index() {
