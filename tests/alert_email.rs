@@ -13,8 +13,10 @@ use quicksilver::alert::{
 };
 use quicksilver::{BoxError, Context, NewTask, Schedule, Status};
 use support::smtp::SmtpServer;
-use support::{BackgroundRunner, TestDb};
+use support::TestDb;
 use tokio::net::TcpListener;
+use tracing::instrument::WithSubscriber as _;
+use tracing_subscriber::layer::SubscriberExt as _;
 
 /// The password in the SMTP URLs, which no error may show.
 const PASSWORD: &str = "pa55-w0rd-9f2";
@@ -290,6 +292,42 @@ impl AlertSink for CountingSink {
     }
 }
 
+/// A tracing layer that keeps the text of every event: its message and
+/// fields, as a log line would show them.
+#[derive(Clone, Default)]
+struct LogLines(Arc<std::sync::Mutex<Vec<String>>>);
+
+impl LogLines {
+    fn matching(&self, text: &str) -> Vec<String> {
+        self.0
+            .lock()
+            .expect("log lock")
+            .iter()
+            .filter(|line| line.contains(text))
+            .cloned()
+            .collect()
+    }
+
+    fn all(&self) -> Vec<String> {
+        self.0.lock().expect("log lock").clone()
+    }
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for LogLines {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        struct Line(String);
+        impl tracing::field::Visit for Line {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                use std::fmt::Write as _;
+                let _ = write!(self.0, " {}={value:?}", field.name());
+            }
+        }
+        let mut line = Line(event.metadata().level().to_string());
+        event.record(&mut line);
+        self.0.lock().expect("log lock").push(line.0);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runner_alert_survives_server_outage() {
     // A port with no server behind it until a send has failed.
@@ -309,7 +347,19 @@ async fn runner_alert_survives_server_outage() {
         email: sink(url_with_password(port)),
         failures: Arc::clone(&failures),
     };
-    let runner = BackgroundRunner::start(db.runner("default").alerts(settings).alert_sink(sink));
+    let logs = LogLines::default();
+    let subscriber = tracing_subscriber::registry().with(logs.clone());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let runner = tokio::spawn(
+        db.runner("default")
+            .alerts(settings)
+            .alert_sink(sink)
+            .shutdown_signal(async move {
+                let _ = stopped.await;
+            })
+            .run()
+            .with_subscriber(subscriber),
+    );
 
     // The runner evaluates the rules as soon as a run fails, and again at
     // each check while the send fails.
@@ -324,7 +374,31 @@ async fn runner_alert_survives_server_outage() {
     }
     let server = SmtpServer::start_on(port).await;
     let messages = server.wait_for_messages(1, WAIT).await;
-    runner.stop().await;
+    let _ = stop.send(());
+    runner
+        .await
+        .expect("the runner's task ends")
+        .expect("the runner stops cleanly");
+
+    // Each failed attempt is logged once, at error level, naming the
+    // server without its password; the runner went on meanwhile.
+    let failed_sends = failures.load(Ordering::SeqCst);
+    let logged = logs.matching("sending an alert failed");
+    assert_eq!(logged.len(), failed_sends, "{logged:#?}");
+    assert!(
+        logged.iter().all(|line| line.starts_with("ERROR")),
+        "{logged:#?}"
+    );
+    assert!(
+        logged.iter().all(|line| line.contains(&redacted_url(port))),
+        "{logged:#?}"
+    );
+    let leaked: Vec<String> = logs
+        .all()
+        .into_iter()
+        .filter(|line| line.contains(PASSWORD))
+        .collect();
+    assert!(leaked.is_empty(), "the log shows the password: {leaked:#?}");
 
     // One alert for all the failures: the task's alerts are postponed for
     // 15 minutes after it.

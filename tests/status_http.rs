@@ -6,22 +6,13 @@
 //! tasks through the store and the executions with SQL, since no public API
 //! records an execution with a chosen status, start and runtime.
 
-use std::net::SocketAddr;
-use std::time::Duration;
-
 use axum::Router;
 use chrono::{DateTime, TimeDelta, TimeZone as _, Utc};
 use quicksilver::http::StatusRouter;
 use quicksilver::{NewTask, Schedule, Task, TestClock};
 use serde_json::{json, Value};
+use support::http::{HttpResponse, Server};
 use support::{TestDatabase, TestDb};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
-
-/// How long one request may take before it fails the test.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Returns the time the routers' clocks start at.
 fn now() -> DateTime<Utc> {
@@ -81,158 +72,6 @@ fn insert_execution(
 /// `TIMESTAMP` and MySQL `DATETIME(6)` columns also read as UTC.
 fn sql_time(time: DateTime<Utc>) -> String {
     time.naive_utc().format("%F %T%.f").to_string()
-}
-
-/// A router served on a loopback port until [`Server::stop`].
-struct Server {
-    address: SocketAddr,
-    shutdown: Option<oneshot::Sender<()>>,
-    handle: JoinHandle<std::io::Result<()>>,
-}
-
-impl Server {
-    async fn start(app: Router) -> Server {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind a loopback port");
-        let address = listener.local_addr().expect("the listener's address");
-        let (sender, receiver) = oneshot::channel::<()>();
-        let handle = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = receiver.await;
-                })
-                .await
-        });
-        Server {
-            address,
-            shutdown: Some(sender),
-            handle,
-        }
-    }
-
-    async fn get(&self, path: &str) -> HttpResponse {
-        self.request("GET", path).await
-    }
-
-    /// Sends one request without a body and reads the whole response.
-    async fn request(&self, method: &str, path: &str) -> HttpResponse {
-        let exchange = async {
-            let mut stream = TcpStream::connect(self.address).await?;
-            let request = format!(
-                "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\
-                 Content-Length: 0\r\n\r\n",
-                self.address
-            );
-            stream.write_all(request.as_bytes()).await?;
-            let mut raw = Vec::new();
-            stream.read_to_end(&mut raw).await?;
-            Ok::<_, std::io::Error>(raw)
-        };
-        let raw = tokio::time::timeout(REQUEST_TIMEOUT, exchange)
-            .await
-            .unwrap_or_else(|_| panic!("{method} {path} took more than {REQUEST_TIMEOUT:?}"))
-            .unwrap_or_else(|error| panic!("{method} {path} failed: {error}"));
-        HttpResponse::parse(&raw)
-    }
-
-    /// Stops the server and waits for it, so that the router's store is
-    /// closed before the test database is dropped.
-    async fn stop(mut self) {
-        if let Some(sender) = self.shutdown.take() {
-            let _ = sender.send(());
-        }
-        tokio::time::timeout(REQUEST_TIMEOUT, &mut self.handle)
-            .await
-            .expect("the server stops")
-            .expect("the server task did not panic")
-            .expect("the server returned no error");
-    }
-}
-
-/// An HTTP/1.1 response as read from the socket.
-#[derive(Debug)]
-struct HttpResponse {
-    status: u16,
-    /// The headers, names in lowercase.
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl HttpResponse {
-    /// Parses a response: status line, headers, and a body framed by
-    /// `Content-Length`, by chunks, or by the end of the connection.
-    fn parse(raw: &[u8]) -> HttpResponse {
-        let split = raw
-            .windows(4)
-            .position(|window| window == b"\r\n\r\n")
-            .unwrap_or_else(|| panic!("no end of headers in {:?}", String::from_utf8_lossy(raw)));
-        let head = std::str::from_utf8(&raw[..split]).expect("the head is UTF-8");
-        let rest = &raw[split + 4..];
-
-        let mut lines = head.split("\r\n");
-        let status_line = lines.next().unwrap_or_default();
-        let status = status_line
-            .split(' ')
-            .nth(1)
-            .and_then(|code| code.parse().ok())
-            .unwrap_or_else(|| panic!("invalid status line {status_line:?}"));
-        let headers: Vec<(String, String)> = lines
-            .filter_map(|line| line.split_once(':'))
-            .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_owned()))
-            .collect();
-
-        let mut response = HttpResponse {
-            status,
-            headers,
-            body: Vec::new(),
-        };
-        response.body = if response.header("transfer-encoding") == Some("chunked") {
-            decode_chunks(rest)
-        } else if let Some(length) = response.header("content-length") {
-            let length: usize = length.parse().expect("a numeric Content-Length");
-            rest[..length].to_vec()
-        } else {
-            rest.to_vec()
-        };
-        response
-    }
-
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(header, _)| header == name)
-            .map(|(_, value)| value.as_str())
-    }
-
-    /// Parses the body as JSON.
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|error| {
-            panic!(
-                "the body is not JSON ({error}):\n{}",
-                String::from_utf8_lossy(&self.body)
-            )
-        })
-    }
-}
-
-fn decode_chunks(mut rest: &[u8]) -> Vec<u8> {
-    let mut body = Vec::new();
-    loop {
-        let line_end = rest
-            .windows(2)
-            .position(|window| window == b"\r\n")
-            .expect("a chunk size line");
-        let line = std::str::from_utf8(&rest[..line_end]).expect("the chunk size is ASCII");
-        let size_text = line.split(';').next().unwrap_or_default().trim();
-        let size = usize::from_str_radix(size_text, 16).expect("a hexadecimal chunk size");
-        rest = &rest[line_end + 2..];
-        if size == 0 {
-            return body;
-        }
-        body.extend_from_slice(&rest[..size]);
-        rest = &rest[size + 2..];
-    }
 }
 
 /// Returns the issue of the task with `task_id`.

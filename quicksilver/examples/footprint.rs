@@ -50,7 +50,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let folder = tempfile::tempdir()?;
     let store = Store::open(&folder.path().join("footprint.sqlite3").to_string_lossy()).await?;
     for _ in 0..tasks {
-        store.add_task(NewTask::new("touch", Schedule::every(1)?)).await?;
+        store
+            .add_task(NewTask::new("touch", Schedule::every(1)?))
+            .await?;
     }
 
     let started = Instant::now();

@@ -46,11 +46,9 @@ use tokio::sync::watch;
 
 use crate::alert::AlertSettings;
 use crate::clock::{Clock, SystemClock};
-use crate::command::{commands, find_command, CauseChain};
-use crate::context::{Context, ContextParts};
+use crate::command::{check_command, CauseChain};
 use crate::execution::{summary_line, Execution, ExecutionFilter, Status};
 use crate::lock;
-use crate::output::OutputBuffer;
 use crate::runner::{self, run_command, RunRequest, Runner, StopReason};
 use crate::schedule::Schedule;
 use crate::store::{database_url_from_env, Store, StoreError, DATABASE_URL_VAR};
@@ -894,36 +892,7 @@ fn parse_time(text: &str) -> Result<DateTime<Utc>, Failure> {
 /// Checks that `command` is registered and accepts `arguments`, without
 /// running it.
 fn validate_command(store: &Store, command: &str, arguments: &[String]) -> Result<(), Failure> {
-    let Some(descriptor) = find_command(command) else {
-        let known: Vec<&str> = commands()
-            .iter()
-            .map(|descriptor| descriptor.name())
-            .collect();
-        return Err(Failure::invalid(format!(
-            "unknown command `{command}`: this program registers {}",
-            if known.is_empty() {
-                "no commands".to_owned()
-            } else {
-                known.join(", ")
-            }
-        )));
-    };
-    // Starting a command parses its arguments and builds its future; the
-    // future is dropped without being polled, so nothing runs.
-    let probe = Context::new(ContextParts {
-        store: store.clone(),
-        clock: Arc::new(SystemClock),
-        output: Arc::new(OutputBuffer::new(0, false)),
-        command: command.to_owned(),
-        task_id: None,
-        execution_id: 0,
-        due_at: None,
-        started_at: Utc::now(),
-    });
-    descriptor
-        .start(probe, arguments)
-        .map(drop)
-        .map_err(|error| Failure::invalid(error.to_string()))
+    check_command(store, command, arguments).map_err(Failure::invalid)
 }
 
 async fn add_task(store: &Store, args: TaskAddArgs) -> Result<Task, Failure> {

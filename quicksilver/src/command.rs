@@ -125,6 +125,45 @@ fn registry() -> &'static HashMap<&'static str, &'static CommandDescriptor> {
     })
 }
 
+/// Checks that `command` is registered and accepts `arguments`, without
+/// running it, and returns the reason when it does not, naming the value.
+pub(crate) fn check_command(
+    store: &crate::Store,
+    command: &str,
+    arguments: &[String],
+) -> Result<(), String> {
+    let Some(descriptor) = find_command(command) else {
+        let known: Vec<&str> = commands()
+            .iter()
+            .map(|descriptor| descriptor.name())
+            .collect();
+        return Err(format!(
+            "unknown command `{command}`: this program registers {}",
+            if known.is_empty() {
+                "no commands".to_owned()
+            } else {
+                known.join(", ")
+            }
+        ));
+    };
+    // Starting a command parses its arguments and builds its future; the
+    // future is dropped without being polled, so nothing runs.
+    let probe = Context::new(crate::context::ContextParts {
+        store: store.clone(),
+        clock: std::sync::Arc::new(crate::clock::SystemClock),
+        output: std::sync::Arc::new(crate::output::OutputBuffer::new(0, false)),
+        command: command.to_owned(),
+        task_id: None,
+        execution_id: 0,
+        due_at: None,
+        started_at: Utc::now(),
+    });
+    descriptor
+        .start(probe, arguments)
+        .map(drop)
+        .map_err(|error| error.to_string())
+}
+
 /// The error returned when a task's arguments do not fit its command.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid arguments for command `{command}`: {message}")]

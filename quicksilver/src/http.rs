@@ -206,6 +206,13 @@ impl StatusRouter {
         self
     }
 
+    /// Sets a clock that another router shares.
+    #[cfg(feature = "dashboard")]
+    pub(crate) fn shared_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
     /// Builds the router, with the one route `GET /status`.
     pub fn build(self) -> Router {
         let state = Arc::new(RouterState {

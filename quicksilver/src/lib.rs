@@ -26,6 +26,10 @@ pub mod store;
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;
 
+#[cfg(feature = "dashboard")]
+#[cfg_attr(docsrs, doc(cfg(feature = "dashboard")))]
+pub mod dashboard;
+
 pub use crate::clock::{Clock, SystemClock, TestClock};
 pub use crate::command::{
     commands, duplicate_commands, find_command, ArgumentError, BoxError, CommandDescriptor,

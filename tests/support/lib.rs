@@ -10,9 +10,14 @@
 //!
 //! [`smtp`] runs an SMTP server on 127.0.0.1 that records what the e-mail
 //! alert sink sends.
+//!
+//! [`browser`] drives a headless Chromium through chromedriver, for the
+//! tests of the web dashboard.
 
 pub mod backends;
+pub mod browser;
 pub mod cluster;
+pub mod http;
 pub mod process;
 pub mod smtp;
 

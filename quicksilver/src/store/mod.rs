@@ -312,6 +312,8 @@ macro_rules! write_on_backend {
 }
 
 mod coordination;
+#[cfg(feature = "dashboard")]
+pub(crate) mod dashboard;
 mod monitor;
 
 pub use self::coordination::RunnerInfo;
