@@ -17,7 +17,7 @@ use std::io::Write as _;
 use std::time::Duration;
 
 use clap::Parser;
-use quicksilver::alert::{Alert, AlertSettings, AlertSink, LogSink, SinkFuture};
+use quicksilver::alert::{Alert, AlertSettings, AlertSink, SinkFuture};
 use quicksilver::{Context, NewTask, Runner, Schedule, Store};
 
 /// Fails on every run, as a job whose upstream is down would.
@@ -73,7 +73,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .lock_dir(folder.path())
         .alerts(settings)
         .alert_sink(JsonLines)
-        .alert_sink(LogSink)
         .shutdown_signal(tokio::time::sleep(Duration::from_secs(options.seconds)))
         .run()
         .await?;

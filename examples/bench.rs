@@ -92,6 +92,41 @@ const BURST_CONCURRENCY: usize = 64;
 /// statement stays well under SQLite's limit of 32,766 bound values.
 const INSERT_BATCH: usize = 1_000;
 
+/// The executions of the `dashboard` workload unless `--tasks` is given.
+const DASHBOARD_EXECUTIONS: u64 = 100_000;
+
+/// The tasks the `dashboard` workload spreads its executions over.
+const DASHBOARD_TASKS: u64 = 20;
+
+/// Requests per page in the `dashboard` workload.
+const DASHBOARD_REQUESTS: usize = 7;
+
+/// Writes `count` finished executions of `task_ids`, one a minute up to
+/// now, in one statement: 90 % successes, 8 % errors and 2 % kills, with
+/// runtimes from a second to two hours and a line of output each.
+fn fill_executions(url: &str, task_ids: &[i64], count: u64) -> Result<(), BoxError> {
+    let mut connection = SqliteConnection::establish(url)?;
+    let first = task_ids.first().copied().unwrap_or(1);
+    let tasks = task_ids.len().max(1);
+    diesel::sql_query(format!(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {count}) \
+         INSERT INTO quicksilver_executions \
+         (task_id, command, arguments, queue, status, due_at, started, ended, runtime_seconds, output, runner) \
+         SELECT {first} + (i % {tasks}), '{COMMAND}', '[]', 'default', \
+           CASE WHEN i % 50 = 0 THEN 'killed' WHEN i % 12 = 0 THEN 'error' ELSE 'success' END, \
+           datetime('now', '-' || ({count} - i) || ' minutes'), \
+           datetime('now', '-' || ({count} - i) || ' minutes'), \
+           datetime('now', '-' || ({count} - i) || ' minutes', '+' || (1 + (i * 37) % 7200) || ' seconds'), \
+           1 + (i * 37) % 7200, \
+           CASE WHEN i % 12 = 0 THEN 'error: the upstream timed out after 30 s' \
+                ELSE 'synced ' || (i % 997) || ' rows' END, \
+           'bench:1:dashboard' \
+         FROM n"
+    ))
+    .execute(&mut connection)?;
+    Ok(())
+}
+
 /// Clock ticks per second in /proc/PID/stat: `USER_HZ`, which Linux fixes
 /// at 100 on x86 and ARM (`getconf CLK_TCK`).
 const CLOCK_TICKS_PER_SECOND: f64 = 100.0;
@@ -145,6 +180,9 @@ enum Workload {
     /// 5,000 tasks due at one instant on PostgreSQL, run by one, two and
     /// three runners, and on SQLite by one.
     Runners,
+    /// The dashboard's pages over a database of 100,000 executions: the
+    /// time each takes to answer over loopback.
+    Dashboard,
     /// Every workload, in one process.
     All,
 }
@@ -235,6 +273,7 @@ async fn run(args: Args, log: RunnerLog) -> Result<(), BoxError> {
         }
         Workload::Compare => bench.compare().await?,
         Workload::Runners => bench.runners().await?,
+        Workload::Dashboard => bench.dashboard().await?,
         Workload::All => {
             bench.compare().await?;
             bench.logged_precision().await?;
@@ -501,6 +540,100 @@ impl Bench {
             println!("  {line}");
         }
         Ok(self.push(figures))
+    }
+
+    /// Runs `dashboard`: fills a SQLite file with 20 tasks and 100,000
+    /// executions (or `--tasks` executions), serves the dashboard on a
+    /// loopback port, and times each page over 7 requests.
+    async fn dashboard(&mut self) -> Result<(), BoxError> {
+        let count = self.tasks.unwrap_or(DASHBOARD_EXECUTIONS);
+        let path = self.folder.path().join("dashboard.sqlite3");
+        let url = path.to_string_lossy().into_owned();
+        let store = Store::open(&url).await?;
+        let mut task_ids = Vec::new();
+        for index in 0..DASHBOARD_TASKS {
+            let task = store
+                .add_task(NewTask::new(COMMAND, Schedule::every(60 + index)?).paused(true))
+                .await?;
+            task_ids.push(task.id);
+        }
+        let filling = Instant::now();
+        fill_executions(&url, &task_ids, count)?;
+        println!(
+            "== dashboard: {count} executions of {} tasks written in {:.2} s",
+            task_ids.len(),
+            filling.elapsed().as_secs_f64()
+        );
+
+        let app = quicksilver::dashboard::Dashboard::new(store.clone()).build();
+        let server = support::http::Server::start(app).await;
+        let newest = store
+            .executions(quicksilver::ExecutionFilter {
+                limit: 1,
+                ..Default::default()
+            })
+            .await?;
+        let newest_id = newest.first().map_or(1, |execution| execution.id);
+        let pages = [
+            ("overview", "/".to_owned()),
+            ("tasks", "/tasks".to_owned()),
+            ("one task", format!("/tasks/{}", task_ids[0])),
+            ("executions", "/executions".to_owned()),
+            (
+                "executions, page 100",
+                format!("/executions?before={}", newest_id - 5_000),
+            ),
+            (
+                "executions by status",
+                "/executions?status=error".to_owned(),
+            ),
+            (
+                "executions by task",
+                format!("/executions?task={}", task_ids[3]),
+            ),
+            (
+                "executions by runtime",
+                "/executions?runtime=5-15m".to_owned(),
+            ),
+            ("output search", "/executions?q=timed+out".to_owned()),
+            ("one execution", format!("/executions/{newest_id}")),
+            ("status", "/status".to_owned()),
+        ];
+        println!(
+            "  {:<24} {:>8} {:>8} {:>8} {:>9}",
+            "page", "p50 ms", "max ms", "status", "bytes"
+        );
+        for (name, path) in pages {
+            let mut times = Vec::new();
+            let mut last = None;
+            for _ in 0..DASHBOARD_REQUESTS {
+                let started = Instant::now();
+                let response = server.get(&path).await;
+                times.push(started.elapsed().as_secs_f64() * 1e3);
+                last = Some(response);
+            }
+            let response = last.ok_or("no request was made")?;
+            times.sort_by(f64::total_cmp);
+            let p50 = times[times.len() / 2];
+            let max = times[times.len() - 1];
+            let bytes = response.text().len();
+            println!(
+                "  {name:<24} {p50:>8.2} {max:>8.2} {:>8} {bytes:>9}",
+                response.status
+            );
+            let mut figures = Map::new();
+            figures.insert("workload".into(), json!("dashboard"));
+            figures.insert("page".into(), json!(name));
+            figures.insert("path".into(), json!(path));
+            figures.insert("executions".into(), json!(count));
+            figures.insert("http_status".into(), json!(response.status));
+            figures.insert("p50_ms".into(), json!(round(p50, 3)));
+            figures.insert("max_ms".into(), json!(round(max, 3)));
+            figures.insert("bytes".into(), json!(bytes));
+            self.results.push(figures);
+        }
+        server.stop().await;
+        Ok(())
     }
 
     /// Runs `burst` with one lane and with the concurrency option.

@@ -7,10 +7,11 @@
 //! fill the forms that an operator would, then assert both the text that
 //! the page shows and the rows that the store returns.
 //!
-//! The pages are found by their routes and form fields: the forms that post
-//! to `tasks/{id}/pause`, `/resume` and `/run`, the edit form's `#every`
-//! field, the executions filter's `status`, `runtime` and `q` fields, and
-//! the `#id` link in the first cell of each execution row.
+//! The tests find the elements by routes and form fields. They click the
+//! buttons of the forms that post to `tasks/{id}/pause`, `/resume` and
+//! `/run`. They fill the edit form's `#every` field and the executions
+//! filter's `status`, `task`, `runtime` and `q` fields. They read the `#id`
+//! link in the first cell of each execution row.
 //!
 //! `main_pages_render` saves a screenshot of each main page into
 //! `target/screenshots`. With `QUICKSILVER_UPDATE_SCREENSHOTS=1` it also
@@ -89,8 +90,8 @@ fn screenshot_folder() -> PathBuf {
     target.join("screenshots")
 }
 
-/// Starts the browser of `test`, or returns `None` after the line that says
-/// the test is skipped.
+/// Starts the browser of `test`, or returns `None` after a line that
+/// reports the skipped test.
 async fn start_browser(test: &str) -> Option<Browser> {
     Browser::start(test, screenshot_folder()).await
 }
@@ -396,9 +397,9 @@ async fn edited_interval_reschedules_task() {
         .await;
     browser.wait_for_text("Repeat interval (seconds)").await;
     let every = browser.find("#every").await;
-    let shown = every.prop("value").await.expect("read the interval field");
+    let interval = every.prop("value").await.expect("read the interval field");
     assert_eq!(
-        shown.as_deref(),
+        interval.as_deref(),
         Some("3600"),
         "the form shows the interval"
     );
@@ -530,17 +531,17 @@ async fn executions_search_output() {
     };
     let mut host = Host::start().await;
     let now = Utc::now();
-    let wanted = host
+    let batch_4711 = host
         .add_task("reconcile_invoices", &["--batch", "4711"], 3600, now)
         .await;
-    let other = host
+    let batch_815 = host
         .add_task("reconcile_invoices", &["--batch", "815"], 3600, now)
         .await;
     host.db
-        .wait_for_status(wanted.id, Status::Success, 1, RUN_TIMEOUT)
+        .wait_for_status(batch_4711.id, Status::Success, 1, RUN_TIMEOUT)
         .await;
     host.db
-        .wait_for_status(other.id, Status::Success, 1, RUN_TIMEOUT)
+        .wait_for_status(batch_815.id, Status::Success, 1, RUN_TIMEOUT)
         .await;
     host.stop_runner().await;
 
@@ -566,7 +567,7 @@ async fn executions_search_output() {
     );
     assert!(
         !text.contains("batch 815"),
-        "the other run is filtered out:\n{text}"
+        "the run of batch 815 is filtered out:\n{text}"
     );
 
     browser

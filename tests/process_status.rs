@@ -73,6 +73,12 @@ fn status_exits_1_for_an_overdue_task(database: TestDatabase) {
         .to_rfc3339_opts(SecondsFormat::Secs, true)
         .to_string();
     let id = sandbox.add_task(&["beat", "--every", "60", "--next-run", &ten_minutes_ago]);
+    // A task waits from its last change at the latest: make it as old as
+    // its next run, as a task that nothing ran since.
+    let long_ago = (Utc::now() - TimeDelta::minutes(30)).format("%Y-%m-%d %H:%M:%S");
+    sandbox.execute_sql(&format!(
+        "UPDATE quicksilver_tasks SET updated_at = '{long_ago}' WHERE id = {id}"
+    ));
 
     let output = sandbox.run(&["status"]);
 

@@ -358,7 +358,8 @@ pub trait AlertSink: Send + Sync + 'static {
 }
 
 /// A sink that writes each alert to the log through `tracing`, at the
-/// `warn` level. A runner without sinks uses it.
+/// `warn` level. Every [`Monitor`], and so every runner, logs each alert
+/// through it besides its other sinks; a host rarely adds it itself.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LogSink;
 
@@ -406,7 +407,7 @@ pub struct Evaluation {
 /// # Examples
 ///
 /// ```no_run
-/// use quicksilver::alert::{AlertSettings, LogSink, Monitor};
+/// use quicksilver::alert::{AlertSettings, Monitor};
 ///
 /// #[tokio::main]
 /// async fn main() -> Result<(), quicksilver::StoreError> {
@@ -423,7 +424,17 @@ pub struct Monitor {
     settings: AlertSettings,
     sinks: Vec<std::sync::Arc<dyn AlertSink>>,
     host: String,
+    taken: std::sync::Arc<std::sync::Mutex<TakenBy>>,
 }
+
+/// For each alert still being tried (task, kind, execution), the indexes
+/// of the sinks that took it.
+type TakenBy =
+    std::collections::HashMap<(i64, AlertKind, Option<i64>), std::collections::HashSet<usize>>;
+
+/// How far back a run that ended killed, stale or failed still alerts: an
+/// alert that no sink could take is tried at each check for this long.
+const EVENT_LOOKBACK: Duration = Duration::from_secs(24 * 3600);
 
 impl fmt::Debug for Monitor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -443,14 +454,15 @@ struct Finding {
 }
 
 impl Monitor {
-    /// Returns a monitor of `store` with `settings` and no sink; alerts go
-    /// to the log until a sink is added.
+    /// Returns a monitor of `store` with `settings` and no sink: alerts go
+    /// to the log ([`LogSink`]), and to each sink added.
     pub fn new(store: crate::Store, settings: AlertSettings) -> Self {
         Monitor {
             store,
             settings,
             sinks: Vec::new(),
             host: crate::runner::host_name(),
+            taken: std::sync::Arc::default(),
         }
     }
 
@@ -493,6 +505,30 @@ impl Monitor {
         let mut findings: Vec<Finding> = Vec::new();
         self.long_running(now, &mut findings).await?;
         self.ended_badly(now, &mut findings).await?;
+        // Every alert names the task's history, whatever its kind.
+        let missing: Vec<i64> = findings
+            .iter()
+            .filter(|finding| finding.alert.mean.is_none())
+            .map(|finding| finding.alert.task_id)
+            .collect();
+        if !missing.is_empty() {
+            let figures: std::collections::HashMap<i64, crate::store::RuntimeStats> = self
+                .store
+                .runtime_stats_of(missing)
+                .await?
+                .into_iter()
+                .collect();
+            for finding in &mut findings {
+                if let Some(figures) = figures.get(&finding.alert.task_id) {
+                    if finding.alert.mean.is_none() {
+                        finding.alert.runs = figures.finished;
+                        finding.alert.mean = figures.finished_mean.map(Duration::from_secs_f64);
+                        finding.alert.deviation =
+                            figures.finished_deviation.map(Duration::from_secs_f64);
+                    }
+                }
+            }
+        }
         let mut evaluation = Evaluation::default();
         for finding in findings {
             let until = now + to_delta(self.settings.postpone);
@@ -513,23 +549,49 @@ impl Monitor {
         Ok(evaluation)
     }
 
-    /// Sends `alert` to every sink; returns the first failure, after
-    /// logging each.
+    /// Logs `alert` and sends it to every sink that has not taken it yet;
+    /// returns the first failure, after logging each. A sink that took an
+    /// alert is not given it again when another sink's failure makes the
+    /// next evaluation try it again, and the log shows it once.
     async fn deliver(&self, alert: &Alert) -> Result<(), String> {
-        let mut failure = None;
-        if self.sinks.is_empty() {
+        let key = (alert.task_id, alert.kind, alert.execution_id);
+        let taken = self.taken().get(&key).cloned();
+        if taken.is_none() {
             let _ = LogSink.send(alert).await;
         }
-        for sink in &self.sinks {
-            if let Err(error) = sink.send(alert).await {
-                let chain = crate::command::CauseChain(error.as_ref()).to_string();
-                tracing::error!(alert.sink = sink.name(), alert.kind = %alert.kind,
-                    task.id = alert.task_id, error = %chain,
-                    "sending an alert failed; it is tried again at the next evaluation");
-                failure.get_or_insert(format!("{}: {chain}", sink.name()));
+        let mut failure = None;
+        let mut now_taken = taken.unwrap_or_default();
+        for (index, sink) in self.sinks.iter().enumerate() {
+            if now_taken.contains(&index) {
+                continue;
+            }
+            match sink.send(alert).await {
+                Ok(()) => {
+                    now_taken.insert(index);
+                }
+                Err(error) => {
+                    let chain = crate::command::CauseChain(error.as_ref()).to_string();
+                    tracing::error!(alert.sink = sink.name(), alert.kind = %alert.kind,
+                        task.id = alert.task_id, error = %chain,
+                        "sending an alert failed; it is tried again at the next evaluation");
+                    failure.get_or_insert(format!("{}: {chain}", sink.name()));
+                }
             }
         }
+        let mut memory = self.taken();
+        if failure.is_some() {
+            memory.insert(key, now_taken);
+        } else {
+            memory.remove(&key);
+        }
         failure.map_or(Ok(()), Err)
+    }
+
+    /// The sinks that took each alert still being tried.
+    fn taken(&self) -> std::sync::MutexGuard<'_, TakenBy> {
+        self.taken
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Finds overdue tasks and runs going on for too long.
@@ -583,7 +645,7 @@ impl Monitor {
                 continue;
             };
             let figures = stats.get(&task_id).cloned().unwrap_or_default();
-            let Some(threshold) = self.runtime_threshold(&figures, runtime) else {
+            let Some(threshold) = self.runtime_threshold_of(&figures, runtime) else {
                 continue;
             };
             let task = match self.store.task(task_id).await {
@@ -598,20 +660,30 @@ impl Monitor {
             alert.execution_id = Some(execution.id);
             alert.started = execution.started;
             alert.runtime = Some(runtime);
-            alert.mean = figures.mean.map(Duration::from_secs_f64);
-            alert.deviation = figures.deviation.map(Duration::from_secs_f64);
-            alert.runs = figures.runs;
+            alert.mean = figures.finished_mean.map(Duration::from_secs_f64);
+            alert.deviation = figures.finished_deviation.map(Duration::from_secs_f64);
+            alert.runs = figures.finished;
             alert.threshold = Some(threshold);
             push(findings, alert, task.alerts_postponed_until);
         }
 
-        for task in &snapshot.due {
-            let late = (now - task.next_run).to_std().unwrap_or_default();
-            if late <= settings.overdue_after
-                || running.contains(&task.id)
-                || busy_queues.contains(task.queue.as_str())
-                || postponed(task, now)
-            {
+        let candidates: Vec<&crate::Task> = snapshot
+            .due
+            .iter()
+            .filter(|task| {
+                !running.contains(&task.id)
+                    && !busy_queues.contains(task.queue.as_str())
+                    && !postponed(task, now)
+            })
+            .collect();
+        let served = if candidates.is_empty() {
+            std::collections::HashMap::new()
+        } else {
+            served_since(&self.store, now).await?
+        };
+        for task in candidates {
+            let late = overdue_by(task, now, served.get(task.queue.as_str()).copied());
+            if late <= settings.overdue_after {
                 continue;
             }
             let mut alert = self.alert(AlertKind::Overdue, task, now);
@@ -627,7 +699,7 @@ impl Monitor {
     /// does: above the max runtime always, else above the mean plus the
     /// deviations once the task has enough runs, and never below the min
     /// runtime.
-    fn runtime_threshold(
+    fn runtime_threshold_of(
         &self,
         figures: &crate::store::RuntimeStats,
         runtime: Duration,
@@ -638,11 +710,11 @@ impl Monitor {
                 return Some(max);
             }
         }
-        if figures.runs <= settings.min_runs || runtime <= settings.min_runtime {
+        if figures.finished <= settings.min_runs || runtime <= settings.min_runtime {
             return None;
         }
-        let mean = figures.mean?;
-        let threshold = mean + settings.deviations * figures.deviation.unwrap_or(0.0);
+        let mean = figures.finished_mean?;
+        let threshold = mean + settings.deviations * figures.finished_deviation.unwrap_or(0.0);
         let threshold = Duration::try_from_secs_f64(threshold).ok()?;
         (runtime > threshold).then_some(threshold)
     }
@@ -655,7 +727,7 @@ impl Monitor {
         findings: &mut Vec<Finding>,
     ) -> Result<(), crate::StoreError> {
         let settings = &self.settings;
-        let lookback = settings.postpone.max(settings.check_interval * 2);
+        let lookback = EVENT_LOOKBACK.max(settings.postpone);
         let statuses = vec![crate::Status::Killed, crate::Status::Error];
         let ended = self
             .store
@@ -728,6 +800,42 @@ impl Monitor {
             similar: 0,
         }
     }
+}
+
+/// Returns, for each queue that a live runner serves, since when one has:
+/// the start of the earliest of its runners whose heartbeat is fresh.
+pub(crate) async fn served_since(
+    store: &crate::Store,
+    now: DateTime<Utc>,
+) -> Result<std::collections::HashMap<String, DateTime<Utc>>, crate::StoreError> {
+    let fresh = now - to_delta(crate::runner::DEFAULT_HEARTBEAT_TIMEOUT);
+    let mut served: std::collections::HashMap<String, DateTime<Utc>> =
+        std::collections::HashMap::new();
+    for runner in store.runners(None).await? {
+        if runner.stopped_at.is_some() || runner.heartbeat_at < fresh {
+            continue;
+        }
+        let since = served.entry(runner.queue).or_insert(runner.started_at);
+        *since = (*since).min(runner.started_at);
+    }
+    Ok(served)
+}
+
+/// Returns how long `task` has waited to run at `now`: since its next run,
+/// or since it last changed (a resume, an edit), or since a live runner
+/// started to serve its queue (`served_since`), whichever came last. A
+/// runner that starts after downtime, or a task resumed long after its
+/// next run, is therefore not overdue while the runner gets to it.
+pub(crate) fn overdue_by(
+    task: &crate::Task,
+    now: DateTime<Utc>,
+    served_since: Option<DateTime<Utc>>,
+) -> Duration {
+    let waiting_since = task
+        .next_run
+        .max(task.updated_at)
+        .max(served_since.unwrap_or(task.next_run));
+    (now - waiting_since).to_std().unwrap_or_default()
 }
 
 /// Adds a finding unless its task has one already.

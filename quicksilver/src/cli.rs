@@ -654,7 +654,7 @@ fn with_alert_sinks(builder: runner::RunnerBuilder) -> Result<runner::RunnerBuil
     Ok(match email {
         Some(email) => {
             tracing::info!(sink = ?email, "alerts go to the log and by e-mail");
-            builder.alert_sink(crate::alert::LogSink).alert_sink(email)
+            builder.alert_sink(email)
         }
         None => builder,
     })

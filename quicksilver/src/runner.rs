@@ -436,8 +436,8 @@ impl RunnerBuilder {
         self
     }
 
-    /// Adds a sink that receives this runner's alerts. Without any, alerts
-    /// go to the log ([`crate::alert::LogSink`]).
+    /// Adds a sink that receives this runner's alerts. Alerts go to the log
+    /// ([`crate::alert::LogSink`]) in any case.
     pub fn alert_sink(mut self, sink: impl AlertSink) -> Self {
         self.options.alert_sinks.push(Arc::new(sink));
         self
@@ -1530,7 +1530,9 @@ pub(crate) async fn run_command(
     );
     finish.started = Some(request.clock.now());
     let started = Instant::now();
-    let mut handle = request.commands.spawn(future.instrument(span));
+    let mut handle = request
+        .commands
+        .spawn(WithDispatcher::current(future.instrument(span)));
     // Ends the command when this future is dropped, as when the runner's
     // task is aborted, so that it never runs on unsupervised and unrecorded.
     let _abort_command = AbortOnDrop(handle.abort_handle());
@@ -1742,6 +1744,55 @@ fn backoff(failures: u32) -> Duration {
     }
     let factor = 1u32 << failures.min(8).saturating_sub(1);
     (Duration::from_millis(100) * factor).min(MAX_RETRY_DELAY)
+}
+
+/// A future polled, and dropped, with the dispatcher that was the default
+/// where it was made.
+///
+/// Commands run on the host's runtime, whose threads may have another
+/// default subscriber than the runner's thread. tracing's registry closes
+/// a span's parent through the default subscriber of the thread that drops
+/// the span, so a span dropped there after the last poll (as when the task
+/// ends or is aborted) would reach the wrong registry and panic.
+struct WithDispatcher<T> {
+    dispatch: tracing::Dispatch,
+    future: Option<Pin<Box<dyn Future<Output = T> + Send>>>,
+}
+
+impl<T> WithDispatcher<T> {
+    fn current(future: impl Future<Output = T> + Send + 'static) -> Self {
+        WithDispatcher {
+            dispatch: tracing::dispatcher::get_default(Clone::clone),
+            future: Some(Box::pin(future)),
+        }
+    }
+}
+
+impl<T> Future for WithDispatcher<T> {
+    type Output = T;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<T> {
+        let this = &mut *self;
+        let dispatch = this.dispatch.clone();
+        tracing::dispatcher::with_default(&dispatch, || {
+            let Some(future) = this.future.as_mut() else {
+                return std::task::Poll::Pending;
+            };
+            let polled = future.as_mut().poll(cx);
+            if polled.is_ready() {
+                this.future = None;
+            }
+            polled
+        })
+    }
+}
+
+impl<T> Drop for WithDispatcher<T> {
+    fn drop(&mut self) {
+        if let Some(future) = self.future.take() {
+            tracing::dispatcher::with_default(&self.dispatch, || drop(future));
+        }
+    }
 }
 
 /// Aborts a spawned task when dropped.

@@ -3,10 +3,12 @@
 //!
 //! Two kinds of issue, as in the original:
 //!
-//! - overdue: a task, not paused and not running, whose next run is more
-//!   than [`AlertSettings::overdue_after`] past while no other run of its
-//!   queue is going on. It carries `task`, `outlier_threshold` (that delay,
-//!   in seconds) and `overdue` (seconds past its next run).
+//! - overdue: a task, not paused and not running, that has waited more
+//!   than [`AlertSettings::overdue_after`] while no other run of its queue
+//!   is going on. It waits from its next run, or from its last change (a
+//!   resume) or the start of a live runner of its queue when those come
+//!   later. It carries `task`, `outlier_threshold` (that delay, in
+//!   seconds) and `overdue` (how long it has waited, in seconds).
 //! - too few runs: a task still running at its next run with fewer than two
 //!   executions recorded, so that no history tells whether the run is
 //!   stuck. It carries `task` and `issue` (`"Only 1 run recorded."`).
@@ -137,13 +139,25 @@ pub async fn report(
 
     let mut overdue: Vec<(&Task, f64)> = Vec::new();
     let mut running: Vec<&Task> = Vec::new();
+    let mut waiting: Vec<&Task> = Vec::new();
     for task in &snapshot.due {
         if running_tasks.contains(&task.id) {
             running.push(task);
-            continue;
+        } else if !busy_queues.contains(task.queue.as_str())
+            && seconds_between(task.next_run, now) > overdue_after
+        {
+            waiting.push(task);
         }
-        let late = seconds_between(task.next_run, now);
-        if late > overdue_after && !busy_queues.contains(task.queue.as_str()) {
+    }
+    let served = if waiting.is_empty() {
+        std::collections::HashMap::new()
+    } else {
+        crate::alert::served_since(store, now).await?
+    };
+    for task in waiting {
+        let since = served.get(task.queue.as_str()).copied();
+        let late = crate::alert::overdue_by(task, now, since).as_secs_f64();
+        if late > overdue_after {
             overdue.push((task, late));
         }
     }

@@ -4,15 +4,16 @@
 //! and opens a session of headless Chromium through it with `fantoccini`.
 //! Chromium starts with a fresh profile in a temporary folder and with the
 //! switches that stop its background traffic (updates, sync, metrics, safe
-//! browsing), and its host resolver resolves no name but `localhost`, so a
-//! page that loads anything from another host fails to load it.
+//! browsing). Its host resolver fails every host but `localhost` and
+//! `127.0.0.1`, so a page that loads anything from elsewhere fails to load
+//! it.
 //!
 //! The helpers panic with the page's URL and text when a wait times out, so
 //! that a failing test shows what the operator saw, and they save a
 //! screenshot of the page into the `failures` folder beside the screenshots.
 //!
 //! When Chromium or chromedriver is missing, [`Browser::start`] writes a
-//! line to stderr that says the test is skipped and why, and returns
+//! line to stderr that reports the skipped test and the reason, and returns
 //! `None`. With `QUICKSILVER_REQUIRE_BROWSER=1`, as CI sets it, it panics
 //! instead, so that CI never passes without running the browser tests.
 
@@ -43,12 +44,16 @@ pub const CHROMIUM_VAR: &str = "QUICKSILVER_CHROMIUM";
 pub const REQUIRE_VAR: &str = "QUICKSILVER_REQUIRE_BROWSER";
 
 /// How long a wait for text or an element lasts before the test fails.
-/// Generous, because the tests share two cores with a runner, a server and
-/// Chromium's own processes.
+/// Generous, because each test runs a runner, a server and Chromium's
+/// processes at once, and CI machines may have few cores.
 pub const WAIT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How often the waits read the page.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(50);
+
+/// How often a wait that reloads the page loads it again: four requests a
+/// second, where polling at [`POLL_INTERVAL`] would send twenty.
+const RELOAD_INTERVAL: Duration = Duration::from_millis(250);
 
 /// How long chromedriver may take to print its port, and Chromium to open
 /// a session.
@@ -58,21 +63,21 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The viewport of the desktop screenshots, in CSS pixels.
-pub const DESKTOP: WindowSize = WindowSize {
+pub const DESKTOP: ViewportSize = ViewportSize {
     width: 1280,
     height: 900,
 };
 
 /// The viewport of the phone-width checks, in CSS pixels: that of a
 /// 6.1-inch phone in portrait, such as an iPhone 14.
-pub const PHONE: WindowSize = WindowSize {
+pub const PHONE: ViewportSize = ViewportSize {
     width: 390,
     height: 844,
 };
 
 /// The browsers open at once across the tests of a binary. Each Chromium
-/// runs several processes, and the machines that run the tests may have
-/// two cores.
+/// runs several processes, so more at once would slow a machine with few
+/// cores enough to fail the tests' timing.
 static BROWSER_SLOTS: Semaphore = Semaphore::const_new(2);
 
 /// Chromium's switches besides the profile folder and the window size.
@@ -102,9 +107,9 @@ const CHROMIUM_SWITCHES: &[&str] = &[
     "--lang=en-US",
 ];
 
-/// A window size in CSS pixels.
+/// The size of a viewport in CSS pixels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct WindowSize {
+pub struct ViewportSize {
     /// The width.
     pub width: u32,
     /// The height.
@@ -116,7 +121,7 @@ pub struct WindowSize {
 /// Dropping it shuts chromedriver down, which closes Chromium.
 pub struct Browser {
     client: Client,
-    // Declared before `folder` so that chromedriver and Chromium exit
+    // Declared before `_folder` so that chromedriver and Chromium exit
     // before their folder is deleted.
     driver: Driver,
     _folder: TempDir,
@@ -359,37 +364,11 @@ impl Browser {
         }
     }
 
-    /// Accepts the `confirm()` or `alert()` dialog that the page shows,
-    /// once it shows one, and returns its message.
-    ///
-    /// # Panics
-    ///
-    /// Panics when no dialog opens within [`WAIT_TIMEOUT`].
-    pub async fn accept_dialog(&self) -> String {
-        let deadline = Instant::now() + WAIT_TIMEOUT;
-        loop {
-            let error = match self.client.get_alert_text().await {
-                Ok(message) => {
-                    self.client
-                        .accept_alert()
-                        .await
-                        .unwrap_or_else(|error| panic!("accept the dialog {message:?}: {error}"));
-                    return message;
-                }
-                Err(error) => error,
-            };
-            if Instant::now() >= deadline {
-                panic!("no dialog opened within {WAIT_TIMEOUT:?}; last error: {error}");
-            }
-            tokio::time::sleep(POLL_INTERVAL).await;
-        }
-    }
-
     /// Returns the text of the page as rendered: `document.body.innerText`.
     ///
     /// # Errors
     ///
-    /// - [`CmdError`] when the page is loading and has no body yet, or
+    /// - [`CmdError`] when the page is being replaced by the next one, or
     ///   chromedriver fails.
     pub async fn try_text(&self) -> Result<String, CmdError> {
         let text = self
@@ -532,7 +511,12 @@ impl Browser {
                 }
                 self.fail(&message).await;
             }
-            tokio::time::sleep(POLL_INTERVAL).await;
+            let pause = if reload {
+                RELOAD_INTERVAL
+            } else {
+                POLL_INTERVAL
+            };
+            tokio::time::sleep(pause).await;
         }
     }
 
@@ -542,7 +526,7 @@ impl Browser {
     /// # Panics
     ///
     /// Panics when chromedriver cannot resize the window.
-    pub async fn resize(&self, size: WindowSize) {
+    pub async fn resize(&self, size: ViewportSize) {
         // Headless Chromium still counts a frame around the viewport in the
         // window's size, so the frame is measured and added.
         let frame = self
@@ -680,8 +664,8 @@ fn indent(text: &str) -> String {
     lines.join("\n")
 }
 
-/// Writes the line that says a browser test is skipped, or panics when
-/// `QUICKSILVER_REQUIRE_BROWSER` is `1`.
+/// Writes the line that reports a skipped browser test and its reason, or
+/// panics when `QUICKSILVER_REQUIRE_BROWSER` is `1`.
 fn skip(test: &str, missing: &str) {
     let reason = format!(
         "{missing}. Install Debian's chromium and chromium-driver packages, \
@@ -710,7 +694,7 @@ impl Programs {
             .ok_or("chromedriver is not on PATH")?;
         // Debian's /usr/bin/chromium is a shell script that adds the
         // switches in /etc/chromium.d, among them Google API keys and
-        // remote extensions; the binary behind it takes only ours.
+        // remote extensions. The binary behind it takes only ours.
         let debian = Path::new("/usr/lib/chromium/chromium");
         let chromium = from_var(CHROMIUM_VAR)?
             .or_else(|| debian.is_file().then(|| debian.to_path_buf()))

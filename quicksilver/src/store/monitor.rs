@@ -19,10 +19,19 @@ pub const RUNTIME_HISTORY: i64 = 1_000;
 /// database in trouble cannot make an evaluation load it all.
 const MONITOR_LIMIT: i64 = 1_000;
 
-/// Figures of a task's latest successful runs (at most
-/// [`RUNTIME_HISTORY`]), which the runtime alert and the status report use.
+/// Figures of a task's latest finished runs (at most [`RUNTIME_HISTORY`]
+/// of them, those that ended `success` or `error` on their own): the
+/// runtime alert compares a run with all of them, as the original does,
+/// and the status report shows those of the successful ones.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct RuntimeStats {
+    /// How many finished runs the outlier figures come from.
+    pub finished: u64,
+    /// Their mean runtime in seconds; `None` without runs.
+    pub finished_mean: Option<f64>,
+    /// The standard deviation of their runtimes in seconds (population,
+    /// as the original computes it); `None` without runs.
+    pub finished_deviation: Option<f64>,
     /// How many successful runs the figures come from.
     pub runs: u64,
     /// Their mean runtime in seconds; `None` without runs.
@@ -38,8 +47,38 @@ pub struct RuntimeStats {
 }
 
 impl RuntimeStats {
-    /// Computes the figures from runtimes in seconds and the end of the
-    /// latest run.
+    /// Computes the figures from the runtimes in seconds of successful and
+    /// failed runs and the end of the latest successful one.
+    pub(crate) fn from_runs(
+        successes: Vec<f64>,
+        failures: &[f64],
+        last_success: Option<DateTime<Utc>>,
+    ) -> Self {
+        let finished: Vec<f64> = successes
+            .iter()
+            .chain(failures)
+            .copied()
+            .filter(|runtime| runtime.is_finite())
+            .collect();
+        let count = finished.len() as f64;
+        let finished_mean = (!finished.is_empty()).then(|| finished.iter().sum::<f64>() / count);
+        let finished_deviation = finished_mean.map(|mean| {
+            let squares: f64 = finished
+                .iter()
+                .map(|runtime| (runtime - mean).powi(2))
+                .sum();
+            (squares / count).sqrt()
+        });
+        RuntimeStats {
+            finished: finished.len() as u64,
+            finished_mean,
+            finished_deviation,
+            ..RuntimeStats::from_runtimes(successes, last_success)
+        }
+    }
+
+    /// Computes the figures of successful runs from their runtimes in
+    /// seconds and the end of the latest one.
     pub(crate) fn from_runtimes(
         mut runtimes: Vec<f64>,
         last_success: Option<DateTime<Utc>>,
@@ -72,6 +111,7 @@ impl RuntimeStats {
             deviation,
             p95,
             last_success,
+            ..RuntimeStats::default()
         }
     }
 }
@@ -108,23 +148,42 @@ impl Store {
         on_backend!(self, |connection, inner| {
             let mut all = Vec::with_capacity(task_ids.len());
             for task_id in task_ids {
-                let rows: Vec<(Option<f64>, Option<StoredTime>)> = executions::table
+                let rows: Vec<(String, Option<f64>, Option<StoredTime>)> = executions::table
                     .filter(executions::task_id.eq(task_id))
-                    .filter(executions::status.eq(Status::Success.as_str()))
+                    .filter(
+                        executions::status
+                            .eq_any([Status::Success.as_str(), Status::Error.as_str()]),
+                    )
                     .order(executions::started.desc())
                     .limit(RUNTIME_HISTORY)
-                    .select((executions::runtime_seconds, executions::ended))
+                    .select((
+                        executions::status,
+                        executions::runtime_seconds,
+                        executions::ended,
+                    ))
                     .load(connection)?;
+                let success = Status::Success.as_str();
                 let last_success = rows
                     .iter()
-                    .filter_map(|(_, ended)| *ended)
+                    .filter(|(status, _, _)| status == success)
+                    .filter_map(|(_, _, ended)| *ended)
                     .map(from_db)
                     .max();
-                let runtimes = rows
+                let (successes, failures): (Vec<_>, Vec<_>) = rows
                     .into_iter()
-                    .filter_map(|(runtime, _)| runtime)
+                    .partition(|(status, _, _)| status == success);
+                let successes = successes
+                    .into_iter()
+                    .filter_map(|(_, runtime, _)| runtime)
                     .collect();
-                all.push((task_id, RuntimeStats::from_runtimes(runtimes, last_success)));
+                let failures: Vec<f64> = failures
+                    .into_iter()
+                    .filter_map(|(_, runtime, _)| runtime)
+                    .collect();
+                all.push((
+                    task_id,
+                    RuntimeStats::from_runs(successes, &failures, last_success),
+                ));
             }
             Ok(all)
         })
@@ -276,6 +335,16 @@ mod tests {
             (deviation - (32.0f64 / 7.0).sqrt()).abs() < 1e-12,
             "{deviation}"
         );
+    }
+
+    #[test]
+    fn outliers_compare_with_every_finished_run() {
+        let stats = RuntimeStats::from_runs(vec![2.0, 4.0, 4.0, 4.0], &[5.0, 5.0, 7.0, 9.0], None);
+        assert_eq!(stats.finished, 8);
+        assert_eq!(stats.finished_mean, Some(5.0));
+        assert_eq!(stats.finished_deviation, Some(2.0));
+        assert_eq!(stats.runs, 4);
+        assert_eq!(stats.mean, Some(3.5));
     }
 
     #[test]
