@@ -27,15 +27,23 @@ fn status_router(db: &TestDb) -> StatusRouter {
 }
 
 /// Adds a task of `command`, repeating every minute, on `queue`, due at
-/// `next_run`.
+/// `next_run`, and last changed a day before it, so that it has waited
+/// since `next_run`.
 async fn add_task(db: &TestDb, command: &str, queue: &str, next_run: DateTime<Utc>) -> Task {
     let schedule = Schedule::every(60).expect("a valid interval");
-    db.add_task(
-        NewTask::new(command, schedule)
-            .queue(queue)
-            .next_run(next_run),
-    )
-    .await
+    let task = db
+        .add_task(
+            NewTask::new(command, schedule)
+                .queue(queue)
+                .next_run(next_run),
+        )
+        .await;
+    db.database().execute_sql(&format!(
+        "UPDATE quicksilver_tasks SET updated_at = '{}' WHERE id = {}",
+        sql_time(next_run - chrono::TimeDelta::days(1)),
+        task.id
+    ));
+    db.task(task.id).await
 }
 
 /// Records an execution of `task` with `status`, started at `started`. A

@@ -728,11 +728,7 @@ impl Monitor {
     ) -> Result<(), crate::StoreError> {
         let settings = &self.settings;
         let lookback = EVENT_LOOKBACK.max(settings.postpone);
-        let statuses = vec![crate::Status::Killed, crate::Status::Error];
-        let ended = self
-            .store
-            .ended_since(statuses, now - to_delta(lookback))
-            .await?;
+        let ended = self.store.failed_since(now - to_delta(lookback)).await?;
         for (execution, task) in ended {
             let Some(kind) = self.kind_of_end(&execution, &task) else {
                 continue;

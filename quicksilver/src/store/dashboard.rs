@@ -54,21 +54,21 @@ trait DashboardSql {
 impl DashboardSql for diesel::sqlite::Sqlite {
     const OUTPUT_TAIL: &'static str = "substr(quicksilver_executions.output, -1000)";
     const CAPPED_COUNT: &'static str = "SELECT COUNT(*) AS count FROM (SELECT 1 AS one \
-         FROM quicksilver_executions WHERE status = ? AND {column} >= ? LIMIT ?) AS capped";
+         FROM quicksilver_executions WHERE status = {status} AND {column} >= ? LIMIT ?) AS capped";
 }
 
 #[cfg(feature = "postgres")]
 impl DashboardSql for diesel::pg::Pg {
     const OUTPUT_TAIL: &'static str = "right(quicksilver_executions.output, 1000)";
     const CAPPED_COUNT: &'static str = "SELECT COUNT(*) AS count FROM (SELECT 1 AS one \
-         FROM quicksilver_executions WHERE status = $1 AND {column} >= $2 LIMIT $3) AS capped";
+         FROM quicksilver_executions WHERE status = {status} AND {column} >= $1 LIMIT $2) AS capped";
 }
 
 #[cfg(feature = "mysql")]
 impl DashboardSql for diesel::mysql::Mysql {
     const OUTPUT_TAIL: &'static str = "RIGHT(quicksilver_executions.output, 1000)";
     const CAPPED_COUNT: &'static str = "SELECT COUNT(*) AS count FROM (SELECT 1 AS one \
-         FROM quicksilver_executions WHERE status = ? AND {column} >= ? LIMIT ?) AS capped";
+         FROM quicksilver_executions WHERE status = {status} AND {column} >= ? LIMIT ?) AS capped";
 }
 
 #[derive(QueryableByName)]
@@ -163,11 +163,25 @@ fn contains_pattern(text: &str) -> String {
     pattern
 }
 
+/// Returns `'status'` as SQL, and for `error` and `killed` also the
+/// condition of the partial index of failed runs, which SQLite uses only
+/// when the query states it word for word.
+fn status_literal(status: Status) -> String {
+    match status {
+        Status::Error | Status::Killed => format!(
+            "'{}' AND quicksilver_executions.status IN ('error', 'killed')",
+            status.as_str()
+        ),
+        _ => format!("'{}'", status.as_str()),
+    }
+}
+
 impl Store {
     /// Counts the executions of each status of the last hour and of the
-    /// last day before `now`: finished ones by their end, `pending` and
-    /// `ongoing` ones by their start. Each count reads the `(status,
-    /// ended)` or `(status, started)` index and stops at [`COUNT_CAP`].
+    /// last day before `now`: `error` and `killed` ones by their end, the
+    /// others by their start. Each count reads the `(status, ended)` index
+    /// of failed runs or the `(status, started)` index, and stops at
+    /// [`COUNT_CAP`].
     pub(crate) async fn status_counts(&self, now: DateTime<Utc>) -> Result<Vec<StatusCount>> {
         let hour_ago = to_db(now - chrono::TimeDelta::hours(1));
         let day_ago = to_db(now - chrono::TimeDelta::days(1));
@@ -175,13 +189,16 @@ impl Store {
             let mut counts = Vec::with_capacity(Status::ALL.len());
             for status in Status::ALL {
                 let column = match status {
-                    Status::Pending | Status::Ongoing => "started",
-                    Status::Success | Status::Error | Status::Killed => "ended",
+                    Status::Pending | Status::Ongoing | Status::Success => "started",
+                    Status::Error | Status::Killed => "ended",
                 };
-                let sql = <Db as DashboardSql>::CAPPED_COUNT.replace("{column}", column);
+                // The status is one of ours, written as a literal so that
+                // the partial index of failed runs applies.
+                let sql = <Db as DashboardSql>::CAPPED_COUNT
+                    .replace("{column}", column)
+                    .replace("{status}", &status_literal(status));
                 let mut count = |since: StoredTime| -> Result<i64> {
                     let row: CountRow = diesel::sql_query(sql.as_str())
-                        .bind::<Text, _>(status.as_str())
                         .bind::<UtcTime, _>(since)
                         .bind::<BigInt, _>(COUNT_CAP)
                         .get_result(connection)?;
@@ -416,8 +433,14 @@ impl Store {
             let mut all: Vec<ExecutionRow> = Vec::new();
             for status in &statuses {
                 let tail = diesel::dsl::sql::<Text>(<Db as DashboardSql>::OUTPUT_TAIL);
+                // A literal status, so that the partial index of failed
+                // runs applies to `error` and `killed`.
+                let literal = diesel::dsl::sql::<diesel::sql_types::Bool>(&format!(
+                    "quicksilver_executions.status = {}",
+                    status_literal(*status)
+                ));
                 let rows: Vec<ExecutionRow> = executions::table
-                    .filter(executions::status.eq(status.as_str()))
+                    .filter(literal)
                     .filter(executions::ended.is_not_null())
                     .order(executions::ended.desc())
                     .limit(limit)
@@ -506,10 +529,11 @@ mod tests {
             for column in ["started", "ended"] {
                 let sql = format!(
                     "EXPLAIN QUERY PLAN {}",
-                    <Db as DashboardSql>::CAPPED_COUNT.replace("{column}", column)
+                    <Db as DashboardSql>::CAPPED_COUNT
+                        .replace("{column}", column)
+                        .replace("{status}", &status_literal(Status::Error))
                 );
                 let rows: Vec<PlanRow> = diesel::sql_query(sql)
-                    .bind::<Text, _>("error")
                     .bind::<UtcTime, _>(to_db(Utc::now()))
                     .bind::<BigInt, _>(COUNT_CAP)
                     .load(connection)?;
