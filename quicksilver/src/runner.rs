@@ -982,7 +982,13 @@ impl RunState {
             let expected = expected_due.is_some_and(|due| due <= as_of);
             let mut next_due = None;
             let claim_started = Instant::now();
-            let stamp = self.store.file_stamp();
+            // Only an idle queue skips checks, so a busy one spares the
+            // two `stat` calls.
+            let stamp = if running.is_empty() {
+                self.store.file_stamp()
+            } else {
+                None
+            };
             match self
                 .store
                 .claim_due(&options.queue, as_of, free, &self.identity, expected)
