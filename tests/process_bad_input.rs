@@ -305,6 +305,63 @@ fn database_in_missing_folder_is_rejected() {
     );
 }
 
+/// A command line, its environment, and the value its error names.
+type RejectedRun = (
+    &'static [&'static str],
+    &'static [(&'static str, &'static str)],
+    &'static str,
+);
+
+#[test]
+fn run_queue_checks_alert_settings_before_opening_the_database() {
+    let sandbox = Sandbox::new(env!("CARGO_BIN_EXE_quicksilver-test-host"));
+    let cases: [RejectedRun; 3] = [
+        (
+            &["run-queue"],
+            &[
+                (
+                    "QUICKSILVER_SMTP_URL",
+                    "smtp://alerts:hunter2@127.0.0.1:2525",
+                ),
+                ("QUICKSILVER_ADMINS", "not an address"),
+            ],
+            "not an address",
+        ),
+        (
+            &["run-queue"],
+            &[("QUICKSILVER_SMTP_URL", "smtp://127.0.0.1:2525")],
+            "QUICKSILVER_ADMINS",
+        ),
+        (
+            &["run-queue", "--alert-check-interval", "0.01"],
+            &[],
+            "10ms",
+        ),
+    ];
+    for (args, env, value) in cases {
+        let output = sandbox.run_with_env(args, env);
+
+        assert_eq!(output.code(), Some(2), "exit code\n{}", output.describe());
+        let errors = output.error_lines();
+        assert_eq!(errors.len(), 1, "one `error:` line\n{}", output.describe());
+        assert!(
+            errors[0].contains(value),
+            "the error names {value}: {:?}",
+            errors[0]
+        );
+        assert!(
+            !output.stderr.contains("hunter2"),
+            "no password in the output\n{}",
+            output.describe()
+        );
+        assert!(
+            !sandbox.database().exists(),
+            "no database is created for a rejected run\n{}",
+            output.describe()
+        );
+    }
+}
+
 /// The `paused` column of a task row, read without decoding the row.
 #[derive(QueryableByName)]
 struct PausedColumn {

@@ -599,31 +599,25 @@ fn non_negative_seconds(text: &str) -> Result<f64, String> {
 }
 
 async fn run_queue(options: &CliOptions, args: RunQueueArgs) -> Outcome {
+    // Every option and the e-mail settings are checked before the database
+    // is opened, so that a bad one creates and migrates nothing.
+    configure_runner(
+        options,
+        &args,
+        Runner::run_queue(args.task_queue.clone()),
+        false,
+    )?
+    .build()
+    .map_err(|error| Failure::invalid(error.to_string()))?;
     let store = open_store(options).await?;
-    let mut builder = Runner::run_queue(args.task_queue.clone())
-        .store(store)
-        .lock_dir(lock_dir(options))
-        .sleep_duration(Duration::from_secs_f64(args.sleep_duration))
-        .concurrency(usize::from(args.concurrency))
-        .grace_period(Duration::from_secs_f64(args.grace_period))
-        .heartbeat(
-            Duration::from_secs_f64(args.heartbeat),
-            Duration::from_secs_f64(args.heartbeat_timeout),
-        );
-    if let Some(minutes) = args.restart_after.filter(|minutes| *minutes > 0) {
-        builder = builder.restart_after(Duration::from_secs(minutes.saturating_mul(60)));
-    }
-    if let Some(seconds) = args.max_duration {
-        builder = builder.default_max_duration(Duration::from_secs_f64(seconds));
-    }
-    builder = if args.alerts.no_alerts {
-        builder.no_alerts()
-    } else {
-        with_alert_sinks(builder.alerts(args.alerts.settings()))?
-    };
-    let runner = builder
-        .build()
-        .map_err(|error| Failure::invalid(error.to_string()))?;
+    let runner = configure_runner(
+        options,
+        &args,
+        Runner::run_queue(args.task_queue.clone()).store(store),
+        true,
+    )?
+    .build()
+    .map_err(|error| Failure::invalid(error.to_string()))?;
 
     match runner.run().await {
         Ok(StopReason::QueueTaken { holder }) => {
@@ -644,16 +638,51 @@ async fn run_queue(options: &CliOptions, args: RunQueueArgs) -> Outcome {
     }
 }
 
+/// Applies the options of `run-queue` to `builder`, with the alert sinks
+/// of the environment, saying which in the log when `announce` is set.
+fn configure_runner(
+    options: &CliOptions,
+    args: &RunQueueArgs,
+    builder: runner::RunnerBuilder,
+    announce: bool,
+) -> Result<runner::RunnerBuilder, Failure> {
+    let mut builder = builder
+        .lock_dir(lock_dir(options))
+        .sleep_duration(Duration::from_secs_f64(args.sleep_duration))
+        .concurrency(usize::from(args.concurrency))
+        .grace_period(Duration::from_secs_f64(args.grace_period))
+        .heartbeat(
+            Duration::from_secs_f64(args.heartbeat),
+            Duration::from_secs_f64(args.heartbeat_timeout),
+        );
+    if let Some(minutes) = args.restart_after.filter(|minutes| *minutes > 0) {
+        builder = builder.restart_after(Duration::from_secs(minutes.saturating_mul(60)));
+    }
+    if let Some(seconds) = args.max_duration {
+        builder = builder.default_max_duration(Duration::from_secs_f64(seconds));
+    }
+    if args.alerts.no_alerts {
+        Ok(builder.no_alerts())
+    } else {
+        with_alert_sinks(builder.alerts(args.alerts.settings()), announce)
+    }
+}
+
 /// Adds the e-mail sink that `QUICKSILVER_SMTP_URL`, `QUICKSILVER_ADMINS`
 /// and `QUICKSILVER_ALERT_FROM` describe, if the first is set. Alerts go to
 /// the log as well.
 #[cfg(feature = "email")]
-fn with_alert_sinks(builder: runner::RunnerBuilder) -> Result<runner::RunnerBuilder, Failure> {
+fn with_alert_sinks(
+    builder: runner::RunnerBuilder,
+    announce: bool,
+) -> Result<runner::RunnerBuilder, Failure> {
     let email =
         crate::alert::EmailSink::from_env().map_err(|error| Failure::invalid(error.to_string()))?;
     Ok(match email {
         Some(email) => {
-            tracing::info!(sink = ?email, "alerts go to the log and by e-mail");
+            if announce {
+                tracing::info!(sink = ?email, "alerts go to the log and by e-mail");
+            }
             builder.alert_sink(email)
         }
         None => builder,
@@ -663,7 +692,10 @@ fn with_alert_sinks(builder: runner::RunnerBuilder) -> Result<runner::RunnerBuil
 /// Without the `email` feature, alerts go to the log; an SMTP server set
 /// in the environment is an error rather than silently unused.
 #[cfg(not(feature = "email"))]
-fn with_alert_sinks(builder: runner::RunnerBuilder) -> Result<runner::RunnerBuilder, Failure> {
+fn with_alert_sinks(
+    builder: runner::RunnerBuilder,
+    _announce: bool,
+) -> Result<runner::RunnerBuilder, Failure> {
     if std::env::var_os("QUICKSILVER_SMTP_URL").is_some() {
         return Err(Failure::invalid(
             "QUICKSILVER_SMTP_URL is set but this program was built without quicksilver's \

@@ -24,14 +24,18 @@
 //! The router has no authentication of its own. The report names tasks,
 //! queues and runtimes, so a host that serves it beyond a private network
 //! puts an auth layer in front of it, such as a bearer token checked with
-//! [`axum::middleware::from_fn_with_state`].
+//! [`axum::middleware::from_fn_with_state`]. With the `dashboard` feature,
+//! `quicksilver::dashboard::Auth` and `require_auth` are such a check, with
+//! the secret compared in constant time.
 //!
 //! # Examples
 //!
 //! A host that serves the report at `/quicksilver/status` to callers that
-//! send `Authorization: Bearer <token>`:
+//! send `Authorization: Bearer <token>`, the token taken from the
+//! environment (this sketch compares it with `==`; compare in constant time
+//! where timing can be measured):
 //!
-//! ```
+//! ```no_run
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::sync::Arc;
@@ -66,7 +70,7 @@
 //! let store = Store::open(path.to_str().ok_or("the path is not UTF-8")?).await?;
 //!
 //! let token: Arc<str> = std::env::var("STATUS_TOKEN")
-//!     .unwrap_or_else(|_| "change-me".to_owned())
+//!     .map_err(|_| "set STATUS_TOKEN to the token that monitors send")?
 //!     .into();
 //! let status = StatusRouter::new(store)
 //!     .build()
