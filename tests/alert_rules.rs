@@ -36,7 +36,7 @@ impl AlertSink for Recorder {
     fn send<'a>(&'a self, alert: &'a Alert) -> SinkFuture<'a> {
         Box::pin(async move {
             if *self.failing.lock().expect("recorder lock") {
-                return Err("the recorder refuses alerts now".into());
+                return Err("the recorder rejects alerts now".into());
             }
             self.alerts
                 .lock()
@@ -680,7 +680,7 @@ async fn a_failing_sink_is_tried_again(database: TestDatabase) {
     assert!(evaluation.sent.is_empty());
     assert_eq!(evaluation.failed.len(), 1, "{evaluation:#?}");
     assert!(
-        evaluation.failed[0].1.contains("refuses alerts"),
+        evaluation.failed[0].1.contains("rejects alerts"),
         "{evaluation:#?}"
     );
     assert_eq!(

@@ -154,7 +154,7 @@ pub struct Alert {
     pub output: Option<String>,
     /// Other findings about the task in the same evaluation, such as more
     /// failed runs since its alerts were last postponed, that this alert
-    /// stands for.
+    /// covers.
     pub similar: u64,
 }
 
@@ -394,7 +394,7 @@ const OUTPUT_TAIL: usize = 2_000;
 pub struct Evaluation {
     /// The alerts every sink accepted.
     pub sent: Vec<Alert>,
-    /// The alerts a sink refused, with the sink's name and error. Each is
+    /// The alerts a sink rejected, with the sink's name and error. Each is
     /// found again at the next evaluation.
     pub failed: Vec<(Alert, String)>,
 }
