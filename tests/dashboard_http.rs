@@ -1102,6 +1102,61 @@ async fn links_work_under_any_prefix() {
 }
 
 #[tokio::test]
+async fn foreign_hosts_need_auth_or_allowing() {
+    let db = TestDb::new().await;
+    let open = Server::start(dashboard(&db)).await;
+    let allowing = Server::start(
+        Dashboard::new(db.store().clone())
+            .allowed_hosts(["ops.example.com"])
+            .build(),
+    )
+    .await;
+    let guarded = Server::start(
+        Dashboard::new(db.store().clone())
+            .auth(Auth::bearer("t0ken"))
+            .build(),
+    )
+    .await;
+    let as_host = |path: &str, host: &str| HttpRequest::new("GET", path).header("Host", host);
+
+    // A page that points its own name at 127.0.0.1 gets nothing.
+    let rebound = open
+        .send(as_host("/tasks", "rebind.attacker.test:8080"))
+        .await;
+    assert_eq!(rebound.status, 421, "{}", rebound.text());
+    assert!(
+        rebound.text().contains("rebind.attacker.test:8080"),
+        "{}",
+        rebound.text()
+    );
+    let rebound_post = open
+        .send(
+            HttpRequest::new("POST", "/tasks/1/pause")
+                .header("Host", "rebind.attacker.test")
+                .form(&[("csrf_token", "x")]),
+        )
+        .await;
+    assert_eq!(rebound_post.status, 421, "{}", rebound_post.text());
+    // Loopback names, with or without a port, are answered.
+    for host in ["localhost", "localhost:8080", "127.0.0.1:9", "[::1]:8080"] {
+        let page = open.send(as_host("/tasks", host)).await;
+        assert_eq!(page.status, 200, "Host {host}: {}", page.text());
+    }
+    // Allowed names are answered, others not.
+    let allowed = allowing.send(as_host("/tasks", "OPS.example.com")).await;
+    assert_eq!(allowed.status, 200, "{}", allowed.text());
+    let other = allowing
+        .send(as_host("/tasks", "ops.example.com.evil.test"))
+        .await;
+    assert_eq!(other.status, 421, "{}", other.text());
+    // With auth, credentials decide, whatever the host.
+    let with_token = guarded
+        .send(as_host("/tasks", "ops.internal:8080").header("Authorization", "Bearer t0ken"))
+        .await;
+    assert_eq!(with_token.status, 200, "{}", with_token.text());
+}
+
+#[tokio::test]
 async fn auth_layers_require_credentials() {
     let db = TestDb::new().await;
     let bearer = Dashboard::new(db.store().clone())

@@ -412,7 +412,7 @@ pub struct Evaluation {
 /// #[tokio::main]
 /// async fn main() -> Result<(), quicksilver::StoreError> {
 ///     let store = quicksilver::Store::open("quicksilver.sqlite3").await?;
-///     let monitor = Monitor::new(store, AlertSettings::default()).sink(LogSink);
+///     let monitor = Monitor::new(store, AlertSettings::default());
 ///     let evaluation = monitor.evaluate(chrono::Utc::now()).await?;
 ///     println!("{} alerts sent", evaluation.sent.len());
 ///     Ok(())

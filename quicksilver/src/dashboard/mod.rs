@@ -115,6 +115,7 @@ mod pages;
 
 use std::sync::Arc;
 
+use axum::response::IntoResponse as _;
 use axum::routing::{get, post};
 use axum::Router;
 
@@ -155,6 +156,7 @@ pub struct Dashboard {
     clock: Arc<dyn Clock>,
     auth: Option<Auth>,
     public_status: bool,
+    allowed_hosts: Vec<String>,
 }
 
 impl std::fmt::Debug for Dashboard {
@@ -164,6 +166,7 @@ impl std::fmt::Debug for Dashboard {
             .field("settings", &self.settings)
             .field("auth", &self.auth)
             .field("public_status", &self.public_status)
+            .field("allowed_hosts", &self.allowed_hosts)
             .finish_non_exhaustive()
     }
 }
@@ -178,6 +181,7 @@ impl Dashboard {
             clock: Arc::new(SystemClock),
             auth: None,
             public_status: false,
+            allowed_hosts: Vec::new(),
         }
     }
 
@@ -209,6 +213,30 @@ impl Dashboard {
     /// queues, so leave it closed where those are private.
     pub fn public_status(mut self) -> Self {
         self.public_status = true;
+        self
+    }
+
+    /// Adds host names (as in the `Host` header, with a port where one is
+    /// used, such as `ops.example.com` or `10.0.0.5:8080`) that may reach a
+    /// dashboard without [`Dashboard::auth`].
+    ///
+    /// Without auth, the dashboard answers only requests whose `Host` is a
+    /// loopback name (`localhost`, `127.0.0.1`, `[::1]`, any port) or one
+    /// of these, and 421 to others. A web page can point a name of its own
+    /// at 127.0.0.1 (DNS rebinding) and then read and change what a
+    /// dashboard on loopback shows; the check stops it. With auth, the
+    /// browser sends no credentials to such a name, and every host is
+    /// answered.
+    pub fn allowed_hosts<I>(mut self, hosts: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
+        self.allowed_hosts.extend(
+            hosts
+                .into_iter()
+                .map(|host| host.into().to_ascii_lowercase()),
+        );
         self
     }
 
@@ -252,7 +280,12 @@ impl Dashboard {
             .layer(axum::middleware::map_response(layout::security_headers));
 
         match self.auth {
-            None => pages.merge(status),
+            None => {
+                let allowed = Arc::new(self.allowed_hosts);
+                pages
+                    .merge(status)
+                    .layer(axum::middleware::from_fn_with_state(allowed, check_host))
+            }
             Some(auth) => {
                 let guard = axum::middleware::from_fn_with_state(auth, require_auth);
                 if self.public_status {
@@ -263,6 +296,45 @@ impl Dashboard {
             }
         }
     }
+}
+
+/// Answers 421 to a request whose `Host` is neither a loopback name nor
+/// one of `allowed`; see [`Dashboard::allowed_hosts`].
+async fn check_host(
+    axum::extract::State(allowed): axum::extract::State<Arc<Vec<String>>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let host = request
+        .headers()
+        .get(axum::http::header::HOST)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    if host_is_allowed(&host, &allowed) {
+        return next.run(request).await;
+    }
+    tracing::warn!(host = %host, "dashboard request for a host that is not allowed; answered 421");
+    let message = format!(
+        "The dashboard does not answer for the host `{host}`: without authentication it \
+         answers only loopback names and the hosts given to `Dashboard::allowed_hosts`. \
+         Add the host there, or set `Dashboard::auth`.\n"
+    );
+    (axum::http::StatusCode::MISDIRECTED_REQUEST, message).into_response()
+}
+
+/// Returns whether `host` (a `Host` header, lowercase) is a loopback name,
+/// with or without a port, or one of `allowed`.
+fn host_is_allowed(host: &str, allowed: &[String]) -> bool {
+    if allowed.iter().any(|name| name == host) {
+        return true;
+    }
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or("")
+    } else {
+        host.rsplit_once(':').map_or(host, |(name, _)| name)
+    };
+    matches!(name, "localhost" | "127.0.0.1" | "::1")
 }
 
 /// The state shared by the handlers.

@@ -88,7 +88,7 @@ fn notice_text(params: &[(String, String)]) -> Option<String> {
         "resumed" => format!("{task} is resumed."),
         "run" => format!(
             "{task} is due now: its queue's runner starts it as soon as a lane is free and no \
-             run of it is going on."
+             run of it is going on, once the task is not paused."
         ),
         "deleted" => format!("{task} was deleted. Its executions stay, detached from it."),
         _ => return None,
