@@ -9,6 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 use quicksilver::alert::{Alert, AlertKind, AlertSettings, AlertSink, Monitor, SinkFuture};
 use quicksilver::{NewTask, Schedule, Task};
+use support::history::{insert_execution, sql_text, sql_time};
 use support::{TestDatabase, TestDb};
 
 /// A sink that keeps what it receives, and fails while told to.
@@ -55,16 +56,27 @@ fn at(seconds: i64) -> DateTime<Utc> {
         + TimeDelta::seconds(seconds)
 }
 
-/// Formats a time as every backend reads a timestamp literal.
-fn sql_time(time: DateTime<Utc>) -> String {
-    format!("'{}'", time.format("%Y-%m-%d %H:%M:%S%.6f"))
+/// Quotes a time as an SQL literal that every backend reads.
+fn quoted_time(time: DateTime<Utc>) -> String {
+    sql_text(&sql_time(time))
 }
 
-fn sql_text(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
+/// Sets the next run of `task` to `next_run`.
+async fn set_next_run(db: &TestDb, task: &Task, next_run: DateTime<Utc>) {
+    db.store()
+        .update_task(
+            task.id,
+            quicksilver::TaskChanges {
+                next_run: Some(next_run),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("the task is updated");
 }
 
-/// Adds a task of `command` on `queue`, due far in the future unless told.
+/// Adds a task of `command` on `queue`, due far in the future unless set
+/// otherwise.
 async fn add(db: &TestDb, command: &str, queue: &str) -> Task {
     let schedule = Schedule::every(60).expect("a valid interval");
     db.add_task(
@@ -75,45 +87,12 @@ async fn add(db: &TestDb, command: &str, queue: &str) -> Task {
     .await
 }
 
-/// Writes an execution of `task` that started at `started`, with `status`,
-/// and when `runtime` is given, its end and runtime.
-fn run(
-    database: &TestDatabase,
-    task: &Task,
-    status: &str,
-    started: DateTime<Utc>,
-    runtime: Option<f64>,
-    output: &str,
-) {
-    let (ended, runtime_sql) = match runtime {
-        Some(seconds) => {
-            let micros = (seconds * 1e6).round() as i64;
-            (
-                sql_time(started + TimeDelta::microseconds(micros)),
-                format!("{seconds}"),
-            )
-        }
-        None => ("NULL".to_owned(), "NULL".to_owned()),
-    };
-    database.execute_sql(&format!(
-        "INSERT INTO quicksilver_executions \
-         (task_id, command, arguments, queue, status, started, ended, runtime_seconds, output) \
-         VALUES ({}, {}, '[]', {}, {}, {}, {ended}, {runtime_sql}, {})",
-        task.id,
-        sql_text(&task.command),
-        sql_text(&task.queue),
-        sql_text(status),
-        sql_time(started),
-        sql_text(output),
-    ));
-}
-
 /// Writes `runtimes.len()` successful runs of `task`, one an hour before
 /// `now`.
 fn history(database: &TestDatabase, task: &Task, runtimes: &[f64], now: DateTime<Utc>) {
     for (index, runtime) in runtimes.iter().enumerate() {
         let started = now - TimeDelta::hours(index as i64 + 1);
-        run(database, task, "success", started, Some(*runtime), "done");
+        insert_execution(database, task, "success", started, Some(*runtime), "done");
     }
 }
 
@@ -182,7 +161,7 @@ async fn outliers_need_more_than_five_runs(database: TestDatabase) {
     for (command, runs) in [("runs_0", 0), ("runs_5", 5), ("runs_6", 6), ("runs_60", 60)] {
         let task = add(&db, command, command).await;
         history(db.database(), &task, &around_100(runs), now);
-        run(
+        insert_execution(
             db.database(),
             &task,
             "ongoing",
@@ -195,7 +174,7 @@ async fn outliers_need_more_than_five_runs(database: TestDatabase) {
     // A run within its usual runtime stays quiet, however long the history.
     let usual = add(&db, "usual", "usual").await;
     history(db.database(), &usual, &around_100(20), now);
-    run(
+    insert_execution(
         db.database(),
         &usual,
         "ongoing",
@@ -259,7 +238,7 @@ async fn runtime_floor_and_ceiling(database: TestDatabase) {
     // Thirty times its usual runtime, but under the 60 s floor: quiet.
     let under_floor = add(&db, "under_floor", "a").await;
     history(db.database(), &under_floor, &quick, now);
-    run(
+    insert_execution(
         db.database(),
         &under_floor,
         "ongoing",
@@ -270,7 +249,7 @@ async fn runtime_floor_and_ceiling(database: TestDatabase) {
     // The same, past the floor: alerts.
     let over_floor = add(&db, "over_floor", "b").await;
     history(db.database(), &over_floor, &quick, now);
-    run(
+    insert_execution(
         db.database(),
         &over_floor,
         "ongoing",
@@ -280,7 +259,7 @@ async fn runtime_floor_and_ceiling(database: TestDatabase) {
     );
     // No history at all: only the ceiling can make them alert.
     let under_ceiling = add(&db, "under_ceiling", "c").await;
-    run(
+    insert_execution(
         db.database(),
         &under_ceiling,
         "ongoing",
@@ -289,7 +268,7 @@ async fn runtime_floor_and_ceiling(database: TestDatabase) {
         "",
     );
     let over_ceiling = add(&db, "over_ceiling", "d").await;
-    run(
+    insert_execution(
         db.database(),
         &over_ceiling,
         "ongoing",
@@ -327,41 +306,14 @@ async fn overdue_only_when_the_queue_is_idle(database: TestDatabase) {
     let now = at(0);
     let store = db.store();
     let late = add(&db, "late", "idle").await;
-    store
-        .update_task(
-            late.id,
-            quicksilver::TaskChanges {
-                next_run: Some(now - TimeDelta::seconds(121)),
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("the task is updated");
+    set_next_run(&db, &late, now - TimeDelta::seconds(121)).await;
     let nearly = add(&db, "nearly", "idle").await;
-    store
-        .update_task(
-            nearly.id,
-            quicksilver::TaskChanges {
-                next_run: Some(now - TimeDelta::seconds(119)),
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("the task is updated");
+    set_next_run(&db, &nearly, now - TimeDelta::seconds(119)).await;
     // Waits behind a legitimate long run of another task of its queue.
     let waiting = add(&db, "waiting", "busy").await;
-    store
-        .update_task(
-            waiting.id,
-            quicksilver::TaskChanges {
-                next_run: Some(now - TimeDelta::seconds(600)),
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("the task is updated");
+    set_next_run(&db, &waiting, now - TimeDelta::seconds(600)).await;
     let long = add(&db, "long_job", "busy").await;
-    run(
+    insert_execution(
         db.database(),
         &long,
         "ongoing",
@@ -371,16 +323,7 @@ async fn overdue_only_when_the_queue_is_idle(database: TestDatabase) {
     );
     // Paused tasks are never overdue.
     let paused = add(&db, "paused", "idle").await;
-    store
-        .update_task(
-            paused.id,
-            quicksilver::TaskChanges {
-                next_run: Some(now - TimeDelta::seconds(600)),
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("the task is updated");
+    set_next_run(&db, &paused, now - TimeDelta::seconds(600)).await;
     store
         .pause_task(paused.id)
         .await
@@ -419,7 +362,7 @@ fn database_end_runs(database: &TestDatabase, task: &Task, now: DateTime<Utc>) {
     database.execute_sql(&format!(
         "UPDATE quicksilver_executions SET status = 'success', ended = {}, runtime_seconds = 10 \
          WHERE task_id = {} AND status = 'ongoing'",
-        sql_time(now),
+        quoted_time(now),
         task.id
     ));
 }
@@ -430,7 +373,7 @@ async fn killed_stale_and_failed_runs(database: TestDatabase) {
     let ended = now - TimeDelta::seconds(5);
     let started = ended - TimeDelta::seconds(2);
     let killed = add(&db, "killed", "q").await;
-    run(
+    insert_execution(
         db.database(),
         &killed,
         "killed",
@@ -439,7 +382,7 @@ async fn killed_stale_and_failed_runs(database: TestDatabase) {
         "working\nkilled: the run exceeded its max duration of 2s",
     );
     let stale = add(&db, "stale", "q").await;
-    run(
+    insert_execution(
         db.database(),
         &stale,
         "killed",
@@ -448,7 +391,7 @@ async fn killed_stale_and_failed_runs(database: TestDatabase) {
         "killed: the runner of this execution sent no heartbeat for over 45s (found by runner x)",
     );
     let orphan = add(&db, "orphan", "q").await;
-    run(
+    insert_execution(
         db.database(),
         &orphan,
         "killed",
@@ -457,10 +400,10 @@ async fn killed_stale_and_failed_runs(database: TestDatabase) {
         "killed: the runner that started this execution stopped before it ended",
     );
     let shutdown = add(&db, "shutdown", "q").await;
-    run(db.database(), &shutdown, "killed", started, Some(2.0),
+    insert_execution(db.database(), &shutdown, "killed", started, Some(2.0),
         "killed: the runner received SIGTERM and the run did not finish within the grace period of 20s");
     let failed = add(&db, "failed", "q").await;
-    run(
+    insert_execution(
         db.database(),
         &failed,
         "error",
@@ -473,7 +416,7 @@ async fn killed_stale_and_failed_runs(database: TestDatabase) {
         "UPDATE quicksilver_tasks SET alert_on_failure = TRUE WHERE id = {}",
         opted_in.id
     ));
-    run(
+    insert_execution(
         db.database(),
         &opted_in,
         "error",
@@ -486,7 +429,7 @@ async fn killed_stale_and_failed_runs(database: TestDatabase) {
         "UPDATE quicksilver_tasks SET alert_on_failure = FALSE WHERE id = {}",
         opted_out.id
     ));
-    run(
+    insert_execution(
         db.database(),
         &opted_out,
         "error",
@@ -547,7 +490,7 @@ async fn one_alert_per_window_across_runners_and_restarts(database: TestDatabase
     let second = monitor(&db, settings.clone(), &recorder).host("second");
     for second_of_clock in 0..300 {
         let now = at(second_of_clock);
-        run(
+        insert_execution(
             db.database(),
             &task,
             "error",
@@ -582,16 +525,7 @@ async fn overdue_counts_from_a_runner_start_or_a_resume(database: TestDatabase) 
     // (a restart after downtime) and 300 s ago.
     for (command, queue) in [("restarted", "fresh"), ("stuck", "old")] {
         let task = add(&db, command, queue).await;
-        store
-            .update_task(
-                task.id,
-                quicksilver::TaskChanges {
-                    next_run: Some(now - TimeDelta::seconds(600)),
-                    ..Default::default()
-                },
-            )
-            .await
-            .expect("the task is updated");
+        set_next_run(&db, &task, now - TimeDelta::seconds(600)).await;
         force_updated_at(db.database(), &task, now - TimeDelta::seconds(3_600));
     }
     for (identity, queue, started) in [("host:1:a", "fresh", 30), ("host:2:b", "old", 300)] {
@@ -600,23 +534,14 @@ async fn overdue_counts_from_a_runner_start_or_a_resume(database: TestDatabase) 
              VALUES ({}, {}, 'host', 1, {}, {})",
             sql_text(identity),
             sql_text(queue),
-            sql_time(now - TimeDelta::seconds(started)),
-            sql_time(now - TimeDelta::seconds(5)),
+            quoted_time(now - TimeDelta::seconds(started)),
+            quoted_time(now - TimeDelta::seconds(5)),
         ));
     }
     // Resumed 30 s ago, its next run long past, no runner: it waits from
     // the resume.
     let resumed = add(&db, "resumed", "none").await;
-    store
-        .update_task(
-            resumed.id,
-            quicksilver::TaskChanges {
-                next_run: Some(now - TimeDelta::seconds(600)),
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("the task is updated");
+    set_next_run(&db, &resumed, now - TimeDelta::seconds(600)).await;
     force_updated_at(db.database(), &resumed, now - TimeDelta::seconds(30));
 
     let recorder = Recorder::default();
@@ -647,7 +572,7 @@ async fn overdue_counts_from_a_runner_start_or_a_resume(database: TestDatabase) 
 fn force_updated_at(database: &TestDatabase, task: &Task, when: DateTime<Utc>) {
     database.execute_sql(&format!(
         "UPDATE quicksilver_tasks SET updated_at = {} WHERE id = {}",
-        sql_time(when),
+        quoted_time(when),
         task.id
     ));
 }
@@ -656,7 +581,7 @@ async fn a_failing_sink_is_tried_again(database: TestDatabase) {
     let db = TestDb::open(database).await;
     let task = add(&db, "report", "default").await;
     let now = at(0);
-    run(
+    insert_execution(
         db.database(),
         &task,
         "killed",

@@ -17,7 +17,6 @@
 //! `target/screenshots`. With `QUICKSILVER_UPDATE_SCREENSHOTS=1` it also
 //! copies them into `docs/screenshots`, the pictures of the README.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -26,10 +25,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use quicksilver::dashboard::Dashboard;
 use quicksilver::{Context, Execution, NewTask, Schedule, Status, Task};
 use support::browser::{Browser, PHONE};
+use support::http::Server;
 use support::{describe, due_at, BackgroundRunner, TestDb};
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 /// How long the runner may take to produce the executions a test waits
 /// for. Generous, because Chromium shares the machine's cores.
@@ -96,44 +93,6 @@ async fn start_browser(test: &str) -> Option<Browser> {
     Browser::start(test, screenshot_folder()).await
 }
 
-/// A router served on a loopback port until the value drops.
-struct Server {
-    address: SocketAddr,
-    shutdown: Option<oneshot::Sender<()>>,
-    handle: JoinHandle<std::io::Result<()>>,
-}
-
-impl Server {
-    async fn start(app: Router) -> Server {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind a loopback port");
-        let address = listener.local_addr().expect("the listener's address");
-        let (sender, receiver) = oneshot::channel::<()>();
-        let handle = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = receiver.await;
-                })
-                .await
-        });
-        Server {
-            address,
-            shutdown: Some(sender),
-            handle,
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(sender) = self.shutdown.take() {
-            let _ = sender.send(());
-        }
-        self.handle.abort();
-    }
-}
-
 /// A host application: the dashboard at `/quicksilver` and a runner of the
 /// `default` queue, on one fresh SQLite database.
 struct Host {
@@ -158,7 +117,7 @@ impl Host {
     /// Returns the URL of the dashboard page at `path`: `""` for the
     /// overview, `"/tasks"` for the tasks.
     fn url(&self, path: &str) -> String {
-        format!("http://{}/quicksilver{path}", self.server.address)
+        format!("http://{}/quicksilver{path}", self.server.address())
     }
 
     /// Stops the runner, so that nothing changes while the test reads.

@@ -12,6 +12,7 @@ use axum::Router;
 use chrono::{DateTime, TimeDelta, Utc};
 use quicksilver::dashboard::{Auth, Dashboard};
 use quicksilver::{NewTask, Schedule, Task};
+use support::history::{self, sql_time};
 use support::http::{HttpRequest, HttpResponse, Server};
 use support::{Backend, TestDatabase, TestDb};
 
@@ -43,30 +44,7 @@ fn insert_execution(
     runtime: Option<f64>,
     output: &str,
 ) {
-    let (ended, runtime) = match runtime {
-        Some(seconds) => {
-            let ended = started + TimeDelta::microseconds((seconds * 1e6) as i64);
-            (format!("'{}'", sql_time(ended)), seconds.to_string())
-        }
-        None => ("NULL".to_owned(), "NULL".to_owned()),
-    };
-    db.database().execute_sql(&format!(
-        "INSERT INTO quicksilver_executions \
-         (task_id, command, arguments, queue, status, due_at, started, ended, \
-          runtime_seconds, output, runner) \
-         VALUES ({id}, '{command}', '[]', '{queue}', '{status}', '{started}', '{started}', \
-          {ended}, {runtime}, '{output}', 'dashboard-test')",
-        id = task.id,
-        command = task.command,
-        queue = task.queue,
-        started = sql_time(started),
-    ));
-}
-
-/// Formats a time as the store writes it on SQLite, which the PostgreSQL
-/// `TIMESTAMP` and MySQL `DATETIME(6)` columns also read as UTC.
-fn sql_time(time: DateTime<Utc>) -> String {
-    time.naive_utc().format("%F %T%.f").to_string()
+    history::insert_execution(db.database(), task, status, started, runtime, output);
 }
 
 /// Returns the dashboard of the test database, without auth.

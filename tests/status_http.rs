@@ -11,6 +11,7 @@ use chrono::{DateTime, TimeDelta, TimeZone as _, Utc};
 use quicksilver::http::StatusRouter;
 use quicksilver::{NewTask, Schedule, Task, TestClock};
 use serde_json::{json, Value};
+use support::history::{self, sql_time};
 use support::http::{HttpResponse, Server};
 use support::{TestDatabase, TestDb};
 
@@ -56,30 +57,7 @@ fn insert_execution(
     started: DateTime<Utc>,
     runtime: Option<f64>,
 ) {
-    let (ended, runtime) = match runtime {
-        Some(seconds) => {
-            let ended = started + TimeDelta::microseconds((seconds * 1e6) as i64);
-            (format!("'{}'", sql_time(ended)), seconds.to_string())
-        }
-        None => ("NULL".to_owned(), "NULL".to_owned()),
-    };
-    db.database().execute_sql(&format!(
-        "INSERT INTO quicksilver_executions \
-         (task_id, command, arguments, queue, status, due_at, started, ended, \
-          runtime_seconds, output, runner) \
-         VALUES ({id}, '{command}', '[]', '{queue}', '{status}', '{started}', '{started}', \
-          {ended}, {runtime}, '', 'status-test')",
-        id = task.id,
-        command = task.command,
-        queue = task.queue,
-        started = sql_time(started),
-    ));
-}
-
-/// Formats a time as the store writes it on SQLite, which the PostgreSQL
-/// `TIMESTAMP` and MySQL `DATETIME(6)` columns also read as UTC.
-fn sql_time(time: DateTime<Utc>) -> String {
-    time.naive_utc().format("%F %T%.f").to_string()
+    history::insert_execution(db.database(), task, status, started, runtime, "");
 }
 
 /// Returns the issue of the task with `task_id`.

@@ -774,27 +774,19 @@ impl Monitor {
         }
     }
 
+    /// Returns an alert of `kind` about `task`, raised at `now` on this
+    /// monitor's host.
     fn alert(&self, kind: AlertKind, task: &crate::Task, now: DateTime<Utc>) -> Alert {
-        Alert {
+        let mut alert = Alert::new(
             kind,
-            task_id: task.id,
-            command: task.command.clone(),
-            arguments: task.arguments.clone(),
-            queue: task.queue.clone(),
-            host: self.host.clone(),
-            raised_at: now,
-            execution_id: None,
-            started: None,
-            runtime: None,
-            mean: None,
-            deviation: None,
-            runs: 0,
-            threshold: None,
-            next_run: None,
-            overdue: None,
-            output: None,
-            similar: 0,
-        }
+            task.id,
+            task.command.clone(),
+            task.queue.clone(),
+            self.host.clone(),
+            now,
+        );
+        alert.arguments = task.arguments.clone();
+        alert
     }
 }
 

@@ -109,6 +109,15 @@ impl Server {
     }
 }
 
+impl Drop for Server {
+    /// Stops serving when the server is dropped without [`Server::stop`].
+    fn drop(&mut self) {
+        if let Some(sender) = self.shutdown.take() {
+            let _ = sender.send(());
+        }
+    }
+}
+
 /// An HTTP/1.1 request to send with [`Server::send`].
 #[derive(Debug, Clone)]
 pub struct HttpRequest {

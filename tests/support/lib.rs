@@ -17,6 +17,7 @@
 pub mod backends;
 pub mod browser;
 pub mod cluster;
+pub mod history;
 pub mod http;
 pub mod process;
 pub mod smtp;

@@ -68,6 +68,33 @@ pub(crate) struct Reaped {
     pub(crate) others_seen: bool,
 }
 
+/// A runner's row, as read.
+#[derive(Debug, Queryable, Selectable)]
+#[diesel(table_name = runners)]
+pub(crate) struct RunnerRow {
+    id: String,
+    queue: String,
+    host: String,
+    pid: i64,
+    started_at: StoredTime,
+    heartbeat_at: StoredTime,
+    stopped_at: Option<StoredTime>,
+}
+
+impl From<RunnerRow> for RunnerInfo {
+    fn from(row: RunnerRow) -> Self {
+        RunnerInfo {
+            identity: row.id,
+            queue: row.queue,
+            host: row.host,
+            pid: row.pid,
+            started_at: from_db(row.started_at),
+            heartbeat_at: from_db(row.heartbeat_at),
+            stopped_at: row.stopped_at.map(from_db),
+        }
+    }
+}
+
 /// A runner that shares the database, as recorded in its row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunnerInfo {
@@ -244,47 +271,17 @@ impl Store {
     /// - [`super::StoreError::Query`] when the database fails.
     pub async fn runners(&self, queue: Option<&str>) -> Result<Vec<RunnerInfo>> {
         let queue = queue.map(str::to_owned);
-        type Row = (
-            String,
-            String,
-            String,
-            i64,
-            StoredTime,
-            StoredTime,
-            Option<StoredTime>,
-        );
-        let rows: Vec<Row> = on_backend!(self, |connection, inner| {
+        let rows: Vec<RunnerRow> = on_backend!(self, |connection, inner| {
             let mut query = runners::table.into_boxed();
             if let Some(queue) = &queue {
                 query = query.filter(runners::queue.eq(queue));
             }
             Ok(query
                 .order(runners::heartbeat_at.desc())
-                .select((
-                    runners::id,
-                    runners::queue,
-                    runners::host,
-                    runners::pid,
-                    runners::started_at,
-                    runners::heartbeat_at,
-                    runners::stopped_at,
-                ))
+                .select(RunnerRow::as_select())
                 .load(connection)?)
         })?;
-        Ok(rows
-            .into_iter()
-            .map(
-                |(identity, queue, host, pid, started, heartbeat, stopped)| RunnerInfo {
-                    identity,
-                    queue,
-                    host,
-                    pid,
-                    started_at: from_db(started),
-                    heartbeat_at: from_db(heartbeat),
-                    stopped_at: stopped.map(from_db),
-                },
-            )
-            .collect())
+        Ok(rows.into_iter().map(RunnerInfo::from).collect())
     }
 
     /// Takes the lease `name` for `holder` until `expires_at`, unless

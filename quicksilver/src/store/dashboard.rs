@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
 
+use super::coordination::RunnerRow;
 use super::rows::{to_db, ExecutionRow, TaskRow};
 use super::schema::{
     quicksilver_executions as executions, quicksilver_runners as runners,
@@ -176,6 +177,28 @@ fn status_literal(status: Status) -> String {
     }
 }
 
+/// The columns of an execution row, with only the end of its output
+/// (`DashboardSql::OUTPUT_TAIL`), for listings. Expands where the
+/// backend's `Db` is in scope.
+macro_rules! columns_with_output_tail {
+    () => {
+        (
+            executions::id,
+            executions::task_id,
+            executions::command,
+            executions::arguments,
+            executions::queue,
+            executions::status,
+            executions::due_at,
+            executions::started,
+            executions::ended,
+            executions::runtime_seconds,
+            diesel::dsl::sql::<Text>(<Db as DashboardSql>::OUTPUT_TAIL),
+            executions::runner,
+        )
+    };
+}
+
 impl Store {
     /// Counts the executions of each status of the last hour and of the
     /// last day before `now`: `error` and `killed` ones by their end, the
@@ -276,50 +299,20 @@ impl Store {
         queues: Vec<String>,
         limit: i64,
     ) -> Result<Vec<RunnerInfo>> {
-        type Row = (
-            String,
-            String,
-            String,
-            i64,
-            StoredTime,
-            StoredTime,
-            Option<StoredTime>,
-        );
-        let rows: Vec<Row> = on_backend!(self, |connection, inner| {
+        let rows: Vec<RunnerRow> = on_backend!(self, |connection, inner| {
             let mut all = Vec::new();
             for queue in &queues {
-                let rows: Vec<Row> = runners::table
+                let rows: Vec<RunnerRow> = runners::table
                     .filter(runners::queue.eq(queue))
                     .order(runners::heartbeat_at.desc())
                     .limit(limit)
-                    .select((
-                        runners::id,
-                        runners::queue,
-                        runners::host,
-                        runners::pid,
-                        runners::started_at,
-                        runners::heartbeat_at,
-                        runners::stopped_at,
-                    ))
+                    .select(RunnerRow::as_select())
                     .load(connection)?;
                 all.extend(rows);
             }
             Ok(all)
         })?;
-        Ok(rows
-            .into_iter()
-            .map(
-                |(identity, queue, host, pid, started, heartbeat, stopped)| RunnerInfo {
-                    identity,
-                    queue,
-                    host,
-                    pid,
-                    started_at: from_db(started),
-                    heartbeat_at: from_db(heartbeat),
-                    stopped_at: stopped.map(from_db),
-                },
-            )
-            .collect())
+        Ok(rows.into_iter().map(RunnerInfo::from).collect())
     }
 
     /// Returns one page of executions, newest first, each output cut to its
@@ -371,24 +364,10 @@ impl Store {
                         .escape(LIKE_ESCAPE),
                 );
             }
-            let tail = diesel::dsl::sql::<Text>(<Db as DashboardSql>::OUTPUT_TAIL);
             let mut rows: Vec<ExecutionRow> = select
                 .order(executions::id.desc())
                 .limit(query.limit.saturating_add(1))
-                .select((
-                    executions::id,
-                    executions::task_id,
-                    executions::command,
-                    executions::arguments,
-                    executions::queue,
-                    executions::status,
-                    executions::due_at,
-                    executions::started,
-                    executions::ended,
-                    executions::runtime_seconds,
-                    tail,
-                    executions::runner,
-                ))
+                .select(columns_with_output_tail!())
                 .load(connection)?;
 
             let full = rows.len() as i64 > query.limit;
@@ -432,7 +411,6 @@ impl Store {
         on_backend!(self, |connection, inner| {
             let mut all: Vec<ExecutionRow> = Vec::new();
             for status in &statuses {
-                let tail = diesel::dsl::sql::<Text>(<Db as DashboardSql>::OUTPUT_TAIL);
                 // A literal status, so that the partial index of failed
                 // runs applies to `error` and `killed`.
                 let literal = diesel::dsl::sql::<diesel::sql_types::Bool>(&format!(
@@ -444,20 +422,7 @@ impl Store {
                     .filter(executions::ended.is_not_null())
                     .order(executions::ended.desc())
                     .limit(limit)
-                    .select((
-                        executions::id,
-                        executions::task_id,
-                        executions::command,
-                        executions::arguments,
-                        executions::queue,
-                        executions::status,
-                        executions::due_at,
-                        executions::started,
-                        executions::ended,
-                        executions::runtime_seconds,
-                        tail,
-                        executions::runner,
-                    ))
+                    .select(columns_with_output_tail!())
                     .load(connection)?;
                 all.extend(rows);
             }
