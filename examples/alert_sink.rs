@@ -24,7 +24,7 @@ use quicksilver::{Context, NewTask, Runner, Schedule, Store};
 #[quicksilver::command]
 async fn sync_upstream(_ctx: &Context) -> Result<(), std::io::Error> {
     Err(std::io::Error::other(
-        "upstream answered 503 Service Unavailable",
+        "upstream returned 503 Service Unavailable",
     ))
 }
 

@@ -181,7 +181,7 @@ enum Workload {
     /// three runners, and on SQLite by one.
     Runners,
     /// The dashboard's pages over a database of 100,000 executions: the
-    /// time each takes to answer over loopback.
+    /// time each takes to respond over loopback.
     Dashboard,
     /// Every workload, in one process.
     All,

@@ -30,7 +30,7 @@ const WAIT: Duration = Duration::from_secs(10);
 
 #[quicksilver::command]
 async fn export_invoices(_ctx: &Context) -> Result<(), std::io::Error> {
-    Err(std::io::Error::other("the invoice service answered 503"))
+    Err(std::io::Error::other("the invoice service returned 503"))
 }
 
 /// Returns the URL of the server on 127.0.0.1:`port` with a user and the
@@ -426,7 +426,7 @@ async fn runner_alert_survives_server_outage() {
         .unwrap_or_else(|| panic!("execution {execution_id} is not a run of task {}", task.id));
     assert_eq!(execution.status, Status::Error);
     assert!(
-        body.contains("the invoice service answered 503"),
+        body.contains("the invoice service returned 503"),
         "the body carries the run's output:\n{body}"
     );
 }

@@ -12,7 +12,7 @@ use quicksilver::{NewTask, Schedule, Task};
 use support::history::{insert_execution, sql_text, sql_time};
 use support::{TestDatabase, TestDb};
 
-/// A sink that keeps what it receives, and fails while told to.
+/// A sink that keeps what it receives, and fails while set to fail.
 #[derive(Clone, Default)]
 struct Recorder {
     alerts: Arc<Mutex<Vec<Alert>>>,
@@ -48,7 +48,7 @@ impl AlertSink for Recorder {
     }
 }
 
-/// The clock of these tests: whole seconds from a fixed instant.
+/// Returns the time `seconds` after the fixed instant of these tests.
 fn at(seconds: i64) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339("2031-03-01T12:00:00Z")
         .expect("a valid time")
@@ -146,10 +146,10 @@ support::backend_tests! {
     async fn one_alert_per_window_across_runners_and_restarts(database: TestDatabase);
 
     #[tokio::test]
-    async fn overdue_counts_from_a_runner_start_or_a_resume(database: TestDatabase);
+    async fn overdue_after_runner_start_or_resume(database: TestDatabase);
 
     #[tokio::test]
-    async fn a_failing_sink_is_tried_again(database: TestDatabase);
+    async fn failing_sink_retried_later(database: TestDatabase);
 }
 
 async fn outliers_need_more_than_five_runs(database: TestDatabase) {
@@ -517,7 +517,7 @@ async fn one_alert_per_window_across_runners_and_restarts(database: TestDatabase
     assert_eq!(postponed, Some(at(244 + 60)));
 }
 
-async fn overdue_counts_from_a_runner_start_or_a_resume(database: TestDatabase) {
+async fn overdue_after_runner_start_or_resume(database: TestDatabase) {
     let db = TestDb::open(database).await;
     let now = at(0);
     let store = db.store();
@@ -577,7 +577,7 @@ fn force_updated_at(database: &TestDatabase, task: &Task, when: DateTime<Utc>) {
     ));
 }
 
-async fn a_failing_sink_is_tried_again(database: TestDatabase) {
+async fn failing_sink_retried_later(database: TestDatabase) {
     let db = TestDb::open(database).await;
     let task = add(&db, "report", "default").await;
     let now = at(0);

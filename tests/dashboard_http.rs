@@ -1115,12 +1115,12 @@ async fn foreign_hosts_need_auth_or_allowing() {
         )
         .await;
     assert_eq!(rebound_post.status, 421, "{}", rebound_post.text());
-    // Loopback names, with or without a port, are answered.
+    // Loopback names, with or without a port, get the page.
     for host in ["localhost", "localhost:8080", "127.0.0.1:9", "[::1]:8080"] {
         let page = open.send(as_host("/tasks", host)).await;
         assert_eq!(page.status, 200, "Host {host}: {}", page.text());
     }
-    // Allowed names are answered, others not.
+    // Allowed names get the page, others get 421.
     let allowed = allowing.send(as_host("/tasks", "OPS.example.com")).await;
     assert_eq!(allowed.status, 200, "{}", allowed.text());
     let other = allowing

@@ -313,7 +313,7 @@ type RejectedRun = (
 );
 
 #[test]
-fn run_queue_checks_alert_settings_before_opening_the_database() {
+fn run_queue_rejects_bad_alert_settings() {
     let sandbox = Sandbox::new(env!("CARGO_BIN_EXE_quicksilver-test-host"));
     let cases: [RejectedRun; 3] = [
         (

@@ -12,7 +12,7 @@ use support::{BackgroundRunner, TestDatabase, TestDb};
 
 #[quicksilver::command]
 async fn always_fails(_ctx: &Context) -> Result<(), std::io::Error> {
-    Err(std::io::Error::other("the upstream answered 503"))
+    Err(std::io::Error::other("the upstream returned 503"))
 }
 
 #[quicksilver::command]

@@ -5,7 +5,7 @@
 //! [`AlertSettings::check_interval`] and as soon as one of its own runs is
 //! killed or fails. Each alert is sent to every sink of the runner; then the
 //! task's alerts are postponed for [`AlertSettings::postpone`], a time kept
-//! in the task row, so that every runner of every host sees it and a task
+//! in the task row, so that every runner of every host reads it and a task
 //! alerts once a window, whatever the number of runners. When a sink fails,
 //! the postponement is undone and the alert is tried again at the next
 //! evaluation.
@@ -29,10 +29,11 @@ pub use self::email::{EmailError, EmailSink, EmailSinkBuilder};
 
 /// The thresholds of the alert rules and of the status report.
 ///
-/// The defaults are the original's: an outlier is a run longer than the
-/// mean plus 2 standard deviations of the task's successful runs, once more
-/// than 5 exist; no runtime alert below 60 s; a task is overdue 120 s past
-/// its next run; alerts of a task are postponed for 15 minutes after each.
+/// The defaults are the original's. An outlier is a run longer than the
+/// mean plus 2 standard deviations of the task's finished runs, once more
+/// than 5 exist, and no run under 60 s is one. A task is overdue after
+/// waiting 120 s, and its alerts are postponed for 15 minutes after each.
+/// Rules run every 60 s.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct AlertSettings {
@@ -41,7 +42,8 @@ pub struct AlertSettings {
     /// The successful runs a task needs, more than this, before its runs
     /// are compared with them.
     pub min_runs: u64,
-    /// Runs shorter than this never raise a runtime alert.
+    /// Runs shorter than this raise no alert from the task's history
+    /// (`max_runtime`, when lower, still applies).
     pub min_runtime: Duration,
     /// Runs longer than this always raise a runtime alert, when set.
     pub max_runtime: Option<Duration>,
@@ -71,7 +73,7 @@ impl Default for AlertSettings {
     }
 }
 
-/// What an alert is about.
+/// The kind of an alert.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AlertKind {
@@ -112,7 +114,7 @@ impl fmt::Display for AlertKind {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[non_exhaustive]
 pub struct Alert {
-    /// What the alert is about.
+    /// The alert's kind.
     pub kind: AlertKind,
     /// The task's row id.
     pub task_id: i64,
@@ -317,7 +319,7 @@ fn humanize_precise(duration: Duration) -> String {
 /// The future a sink returns.
 pub type SinkFuture<'a> = Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send + 'a>>;
 
-/// Where alerts go: e-mail, the log, or anything a host writes.
+/// A destination of alerts: e-mail, the log, or anything a host writes.
 ///
 /// A sink that returns an error is logged by the runner, which carries on;
 /// the alert is tried again at the next evaluation.
@@ -350,7 +352,7 @@ pub type SinkFuture<'a> = Pin<Box<dyn Future<Output = Result<(), BoxError>> + Se
 /// # drop(runner);
 /// ```
 pub trait AlertSink: Send + Sync + 'static {
-    /// A short name for logs, such as `email`.
+    /// Returns a short name for logs, such as `email`.
     fn name(&self) -> &str;
 
     /// Delivers one alert.
@@ -424,12 +426,12 @@ pub struct Monitor {
     settings: AlertSettings,
     sinks: Vec<std::sync::Arc<dyn AlertSink>>,
     host: String,
-    taken: std::sync::Arc<std::sync::Mutex<TakenBy>>,
+    accepted: std::sync::Arc<std::sync::Mutex<AcceptedBy>>,
 }
 
 /// For each alert still being tried (task, kind, execution), the indexes
-/// of the sinks that took it.
-type TakenBy =
+/// of the sinks that accepted it.
+type AcceptedBy =
     std::collections::HashMap<(i64, AlertKind, Option<i64>), std::collections::HashSet<usize>>;
 
 /// How far back a run that ended killed, stale or failed still alerts: an
@@ -462,7 +464,7 @@ impl Monitor {
             settings,
             sinks: Vec::new(),
             host: crate::runner::host_name(),
-            taken: std::sync::Arc::default(),
+            accepted: std::sync::Arc::default(),
         }
     }
 
@@ -549,25 +551,25 @@ impl Monitor {
         Ok(evaluation)
     }
 
-    /// Logs `alert` and sends it to every sink that has not taken it yet;
-    /// returns the first failure, after logging each. A sink that took an
+    /// Logs `alert` and sends it to every sink that has not accepted it yet;
+    /// returns the first failure, after logging each. A sink that accepted an
     /// alert is not given it again when another sink's failure makes the
     /// next evaluation try it again, and the log shows it once.
     async fn deliver(&self, alert: &Alert) -> Result<(), String> {
         let key = (alert.task_id, alert.kind, alert.execution_id);
-        let taken = self.taken().get(&key).cloned();
-        if taken.is_none() {
+        let accepted = self.accepted().get(&key).cloned();
+        if accepted.is_none() {
             let _ = LogSink.send(alert).await;
         }
         let mut failure = None;
-        let mut now_taken = taken.unwrap_or_default();
+        let mut now_accepted = accepted.unwrap_or_default();
         for (index, sink) in self.sinks.iter().enumerate() {
-            if now_taken.contains(&index) {
+            if now_accepted.contains(&index) {
                 continue;
             }
             match sink.send(alert).await {
                 Ok(()) => {
-                    now_taken.insert(index);
+                    now_accepted.insert(index);
                 }
                 Err(error) => {
                     let chain = crate::command::CauseChain(error.as_ref()).to_string();
@@ -578,18 +580,18 @@ impl Monitor {
                 }
             }
         }
-        let mut memory = self.taken();
+        let mut memory = self.accepted();
         if failure.is_some() {
-            memory.insert(key, now_taken);
+            memory.insert(key, now_accepted);
         } else {
             memory.remove(&key);
         }
         failure.map_or(Ok(()), Err)
     }
 
-    /// The sinks that took each alert still being tried.
-    fn taken(&self) -> std::sync::MutexGuard<'_, TakenBy> {
-        self.taken
+    /// Returns, for each alert still being tried, the sinks that accepted it.
+    fn accepted(&self) -> std::sync::MutexGuard<'_, AcceptedBy> {
+        self.accepted
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }

@@ -175,7 +175,8 @@ pub struct AlertArgs {
     #[arg(long, default_value_t = AlertSettings::default().overdue_after.as_secs_f64(), value_name = "SECONDS", value_parser = non_negative_seconds)]
     pub overdue_after: f64,
 
-    /// Seconds under which a run never raises a runtime alert.
+    /// Seconds under which a run raises no alert from its task's history
+    /// (`--alert-max-runtime`, when lower, still applies).
     #[arg(long, default_value_t = AlertSettings::default().min_runtime.as_secs_f64(), value_name = "SECONDS", value_parser = non_negative_seconds)]
     pub alert_min_runtime: f64,
 

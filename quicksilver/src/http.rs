@@ -13,7 +13,7 @@
 //!
 //! The 503 for an `error` report lets load balancers and uptime checkers
 //! that look only at the status code see the problem. The original Django
-//! app returns 200 whatever the report says, and [`StatusRouter::always_ok`]
+//! app returns 200 whatever the report's status, and [`StatusRouter::always_ok`]
 //! does the same, for monitors that read the body.
 //!
 //! The route is read-only: other methods get 405 Method Not Allowed, and
@@ -197,8 +197,8 @@ impl StatusRouter {
     }
 
     /// Sets the HTTP status of every report to 200 OK, `error` ones
-    /// included, as the original does. The body's `status` still tells them
-    /// apart. Same as `error_status(StatusCode::OK)`.
+    /// included, as the original does. The body's `status` still
+    /// distinguishes them. Same as `error_status(StatusCode::OK)`.
     pub fn always_ok(self) -> Self {
         self.error_status(StatusCode::OK)
     }

@@ -28,7 +28,7 @@ use crate::task::DEFAULT_QUEUE;
 /// wait with a precise thread sleep (see [`finish_sleep`]).
 const TIMER_SLACK: Duration = Duration::from_millis(3);
 
-/// The longest time a runner on SQLite goes without reading its queue,
+/// The maximum time a runner on SQLite goes without reading its queue,
 /// even when the file looks unchanged.
 const FORCED_CHECK: Duration = Duration::from_secs(60);
 

@@ -10,7 +10,7 @@
 //!   later. It carries `task`, `outlier_threshold` (that delay, in
 //!   seconds) and `overdue` (how long it has waited, in seconds).
 //! - too few runs: a task still running at its next run with fewer than two
-//!   executions recorded, so that no history tells whether the run is
+//!   executions recorded, so that no history shows whether the run is
 //!   stuck. It carries `task` and `issue` (`"Only 1 run recorded."`).
 //!
 //! Each issue also carries fields of this crate beside the original's:
@@ -37,7 +37,7 @@ pub enum Health {
     Error,
 }
 
-/// What kind of issue a task has.
+/// The kind of an issue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum IssueKind {
@@ -106,7 +106,7 @@ impl StatusReport {
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).unwrap_or_else(|error| {
             // Serializing these plain fields cannot fail; should it ever,
-            // the monitor still gets valid JSON that says so.
+            // the monitor still gets valid JSON that reports it.
             serde_json::json!({ "issues": [], "status": "error", "error": error.to_string() })
                 .to_string()
         })
@@ -265,7 +265,7 @@ mod tests {
     }
 
     #[test]
-    fn an_empty_report_is_ok_and_in_the_original_shape() {
+    fn empty_report_original_shape() {
         let report = StatusReport {
             issues: Vec::new(),
             status: Health::Ok,

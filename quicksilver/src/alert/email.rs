@@ -321,6 +321,8 @@ impl EmailSinkBuilder {
                 reason,
             });
         }
+        // NOTE: the tests send only over plain SMTP on loopback; the TLS forms
+        // (`smtps://`, `?tls=required`) are parsed here but never sent through.
         let settings = AsyncSmtpTransport::<Tokio1Executor>::from_url(url).map_err(|error| {
             // lettre wraps the URL parser's error, such as `invalid port
             // number`, in a `Connection error` that no connection caused.

@@ -79,6 +79,9 @@ impl CsrfToken {
 
 /// Returns the token of the `quicksilver_csrf` cookie, if one is well
 /// formed.
+// NOTE: the token is tied to no session: any well-formed cookie and
+// matching field pass when the browser sends no `Origin` or
+// `Sec-Fetch-Site`, and the cookie has no `Secure` flag.
 fn cookie_token(headers: &HeaderMap) -> Option<String> {
     headers
         .get_all(header::COOKIE)

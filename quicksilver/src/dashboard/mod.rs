@@ -220,13 +220,13 @@ impl Dashboard {
     /// used, such as `ops.example.com` or `10.0.0.5:8080`) that may reach a
     /// dashboard without [`Dashboard::auth`].
     ///
-    /// Without auth, the dashboard answers only requests whose `Host` is a
-    /// loopback name (`localhost`, `127.0.0.1`, `[::1]`, any port) or one
+    /// Without auth, the dashboard responds only to requests whose `Host`
+    /// is a loopback name (`localhost`, `127.0.0.1`, `[::1]`, any port) or one
     /// of these, and 421 to others. A web page can point a name of its own
     /// at 127.0.0.1 (DNS rebinding) and then read and change what a
     /// dashboard on loopback shows; the check stops it. With auth, the
-    /// browser sends no credentials to such a name, and every host is
-    /// answered.
+    /// browser sends no credentials to such a name, and every host gets a
+    /// response.
     pub fn allowed_hosts<I>(mut self, hosts: I) -> Self
     where
         I: IntoIterator,
@@ -298,7 +298,7 @@ impl Dashboard {
     }
 }
 
-/// Answers 421 to a request whose `Host` is neither a loopback name nor
+/// Responds 421 to a request whose `Host` is neither a loopback name nor
 /// one of `allowed`; see [`Dashboard::allowed_hosts`].
 async fn check_host(
     axum::extract::State(allowed): axum::extract::State<Arc<Vec<String>>>,
@@ -314,7 +314,7 @@ async fn check_host(
     if host_is_allowed(&host, &allowed) {
         return next.run(request).await;
     }
-    tracing::warn!(host = %host, "dashboard request for a host that is not allowed; answered 421");
+    tracing::warn!(host = %host, "dashboard request for a host that is not allowed; responded 421");
     let message = format!(
         "The dashboard does not answer for the host `{host}`: without authentication it \
          answers only loopback names and the hosts given to `Dashboard::allowed_hosts`. \

@@ -23,7 +23,7 @@ use crate::execution::{Execution, Status};
 use crate::store::rows::from_db;
 use crate::task::Task;
 
-/// The most rows a count of executions reads from its index. The
+/// The maximum number of rows a count of executions reads from its index. The
 /// dashboard shows a count that reached it as "100000+".
 pub(crate) const COUNT_CAP: i64 = 100_000;
 

@@ -19,10 +19,10 @@ pub const RUNTIME_HISTORY: i64 = 1_000;
 /// database in trouble cannot make an evaluation load it all.
 const MONITOR_LIMIT: i64 = 1_000;
 
-/// Figures of a task's latest finished runs (at most [`RUNTIME_HISTORY`]
-/// of them, those that ended `success` or `error` on their own): the
-/// runtime alert compares a run with all of them, as the original does,
-/// and the status report shows those of the successful ones.
+/// Figures of a task's latest finished runs: at most [`RUNTIME_HISTORY`]
+/// of those that ended `success` or `error` on their own. The runtime
+/// alert compares a run with all of them, as the original does. The status
+/// report shows the figures of the successful ones.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct RuntimeStats {
     /// How many finished runs the outlier figures come from.
@@ -116,7 +116,7 @@ impl RuntimeStats {
     }
 }
 
-/// What one monitoring read returns: the runs going on now, and the tasks
+/// The result of one monitoring read: the runs going on now, and the tasks
 /// whose next run is past.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Snapshot {
