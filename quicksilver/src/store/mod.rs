@@ -213,8 +213,9 @@ struct StoreInner {
     writes: AtomicU64,
     /// Execution ends waiting for the next write transaction.
     finishes: Mutex<FinishQueue>,
-    /// Held while queued ends are taken and written.
-    flushing: Mutex<()>,
+    /// Woken each time a write that took queued ends, or was about to,
+    /// has committed them or put them back.
+    settled: tokio::sync::Notify,
 }
 
 /// The connection pool of the database's backend.
@@ -238,12 +239,6 @@ struct Opened {
 }
 
 impl StoreInner {
-    fn flushing(&self) -> std::sync::MutexGuard<'_, ()> {
-        self.flushing
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
     fn finishes(&self) -> std::sync::MutexGuard<'_, FinishQueue> {
         self.finishes
             .lock()
@@ -264,6 +259,60 @@ pub(crate) struct FileStamp {
 struct FinishQueue {
     pending: Vec<(u64, Finish)>,
     last_ticket: u64,
+    /// Writes that hold ends taken from `pending`, or have reserved the
+    /// right to take them, and have not settled yet. An end that is
+    /// neither pending nor possibly held by one of them is written.
+    writes: usize,
+}
+
+/// A write's hold on the queued ends: it takes them all, and puts them
+/// back unless [`FinishBatch::written`] says they were committed. Dropping
+/// it wakes the ends' waiters.
+struct FinishBatch {
+    inner: Arc<StoreInner>,
+    ends: Vec<(u64, Finish)>,
+}
+
+impl FinishBatch {
+    /// Counts a write that will take the queued ends.
+    fn reserve(inner: &Arc<StoreInner>) -> Self {
+        inner.finishes().writes += 1;
+        Self::reserved(inner.clone())
+    }
+
+    /// Wraps a write already counted in [`FinishQueue::writes`].
+    fn reserved(inner: Arc<StoreInner>) -> Self {
+        Self {
+            inner,
+            ends: Vec::new(),
+        }
+    }
+
+    /// Takes every queued end.
+    fn take(&mut self) -> &[(u64, Finish)] {
+        let taken = std::mem::take(&mut self.inner.finishes().pending);
+        self.ends.extend(taken);
+        &self.ends
+    }
+
+    /// Marks the taken ends as committed.
+    fn written(mut self) {
+        self.ends.clear();
+    }
+}
+
+impl Drop for FinishBatch {
+    fn drop(&mut self) {
+        let mut queue = self.inner.finishes();
+        if !self.ends.is_empty() {
+            let newer = std::mem::take(&mut queue.pending);
+            queue.pending = std::mem::take(&mut self.ends);
+            queue.pending.extend(newer);
+        }
+        queue.writes -= 1;
+        drop(queue);
+        self.inner.settled.notify_waiters();
+    }
 }
 
 /// Runs `$body` on a pooled connection of the store's backend, on tokio's
@@ -390,7 +439,7 @@ impl Store {
                 writer: opened.writer,
                 writes: AtomicU64::new(0),
                 finishes: Mutex::default(),
-                flushing: Mutex::default(),
+                settled: tokio::sync::Notify::new(),
             }),
         })
     }
@@ -851,11 +900,9 @@ impl Store {
                 };
                 return Ok((batch, false));
             }
-            // Ends are taken from the queue and written under one lock, so
-            // that an end no longer queued is an end written.
-            let _flushing = inner.flushing();
             let _turn = writer_turn(&inner);
-            let (moved, batch) = write_with_queued_finishes(&inner, connection, |connection| {
+            let ends = FinishBatch::reserve(&inner);
+            let (moved, batch) = write_with_queued_finishes(ends, connection, |connection| {
                 let due = load_due_now(connection, &queue, now, limit)?;
                 let claims = claim_rows(connection, due, now, &runner)?;
                 let next_due = first_due(connection, &queue)?.map(from_db);
@@ -929,26 +976,31 @@ impl Store {
         ticket
     }
 
-    /// Returns once the end queued under `ticket` is written, writing it
-    /// and every other queued end in one transaction unless another write
-    /// took it already. On an error the ends stay queued, so calling it
-    /// again retries.
+    /// Returns once the end queued under `ticket` is written. One caller
+    /// at a time writes every queued end in one transaction, unless
+    /// another write took them already; the others wait for it on the
+    /// runtime rather than on a blocking thread. On an error the ends stay
+    /// queued, so calling it again retries.
     pub(crate) async fn flush_finish(&self, ticket: u64) -> Result<()> {
-        let (wrote, moved) = on_backend!(self, |connection, inner| {
-            // Ends are taken from the queue and written under one lock, so
-            // that an end no longer queued is an end written.
-            let _flushing = inner.flushing();
-            let _turn = writer_turn(&inner);
-            let queued = inner.finishes().pending.iter().any(|(t, _)| *t == ticket);
-            if !queued {
-                return Ok((false, false));
+        let ends = loop {
+            let settled = self.inner.settled.notified();
+            {
+                let mut queue = self.inner.finishes();
+                if queue.writes == 0 {
+                    if !queue.pending.iter().any(|(queued, _)| *queued == ticket) {
+                        return Ok(());
+                    }
+                    queue.writes += 1;
+                    break FinishBatch::reserved(self.inner.clone());
+                }
             }
-            let (moved, ()) = write_with_queued_finishes(&inner, connection, |_| Ok(()))?;
-            Ok((true, moved))
+            settled.await;
+        };
+        let moved = on_backend!(self, |connection, inner| {
+            let _turn = writer_turn(&inner);
+            write_with_queued_finishes(ends, connection, |_| Ok(())).map(|(moved, ())| moved)
         })?;
-        if wrote {
-            self.count_write();
-        }
+        self.count_write();
         if moved {
             self.notify_change();
         }

@@ -18,33 +18,23 @@ pub(super) fn write_in_turn<T>(
 
 /// Runs `work` in a write transaction that first records every
 /// queued execution end, and returns whether one of them moved a task's
-/// next run. The caller must have the writer turn. When the transaction fails,
-/// the ends go back to the queue.
+/// next run. The caller must have the writer turn. When the transaction
+/// fails, the ends go back to the queue.
 pub(super) fn write_with_queued_finishes<T>(
-    inner: &StoreInner,
+    mut ends: FinishBatch,
     connection: &mut Conn,
     work: impl FnOnce(&mut Conn) -> Result<T>,
 ) -> Result<(bool, T)> {
-    let batch = std::mem::take(&mut inner.finishes().pending);
-    let outcome = begin_write(connection, |connection| {
-        for (_, finish) in &batch {
+    let batch = ends.take();
+    let value = begin_write(connection, |connection| {
+        for (_, finish) in batch {
             write_finish(connection, finish)?;
         }
         work(connection)
-    });
-    match outcome {
-        Ok(value) => {
-            let moved = batch.iter().any(|(_, finish)| finish.next_run.is_some());
-            Ok((moved, value))
-        }
-        Err(error) => {
-            let mut queue = inner.finishes();
-            let newer = std::mem::take(&mut queue.pending);
-            queue.pending = batch;
-            queue.pending.extend(newer);
-            Err(error)
-        }
-    }
+    })?;
+    let moved = batch.iter().any(|(_, finish)| finish.next_run.is_some());
+    ends.written();
+    Ok((moved, value))
 }
 
 /// Writes the end of one execution, and the next run its command chose.
