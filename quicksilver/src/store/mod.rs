@@ -15,6 +15,7 @@ mod postgres;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -213,8 +214,8 @@ struct StoreInner {
     writes: AtomicU64,
     /// Execution ends waiting for the next write transaction.
     finishes: Mutex<FinishQueue>,
-    /// Woken each time a write that took queued ends, or was about to,
-    /// has committed them or put them back.
+    /// Woken each time a write that took queued ends, or a flush that was
+    /// about to, has committed them or put them back.
     settled: tokio::sync::Notify,
 }
 
@@ -254,49 +255,67 @@ pub(crate) struct FileStamp {
     log: Option<(u64, Option<std::time::SystemTime>)>,
 }
 
-/// Execution ends queued for the next write, each with its ticket.
+/// Execution ends queued for the next write, by ticket.
+///
+/// An end is first `pending`; a write takes every pending end, which
+/// `held` then lists until the write commits them or puts them back. An
+/// end of a given ticket that is in neither is written.
 #[derive(Debug, Default)]
 struct FinishQueue {
-    pending: Vec<(u64, Finish)>,
+    pending: BTreeMap<u64, Finish>,
+    held: HashSet<u64>,
     last_ticket: u64,
-    /// Writes that hold ends taken from `pending`, or have reserved the
-    /// right to take them, and have not settled yet. An end that is
-    /// neither pending nor possibly held by one of them is written.
-    writes: usize,
+    /// Whether a [`Store::flush_finish`] call is writing; one at a time.
+    flushing: bool,
 }
 
-/// A write's hold on the queued ends: it takes them all, and puts them
-/// back unless [`FinishBatch::written`] says they were committed. Dropping
-/// it wakes the ends' waiters.
+impl FinishQueue {
+    fn is_written(&self, ticket: u64) -> bool {
+        !self.pending.contains_key(&ticket) && !self.held.contains(&ticket)
+    }
+}
+
+/// A write's hold on queued ends: it takes every pending end, and puts
+/// them back unless [`FinishBatch::written`] says they were committed.
+/// Dropping it wakes the waiters of [`Store::flush_finish`].
 struct FinishBatch {
     inner: Arc<StoreInner>,
-    ends: Vec<(u64, Finish)>,
+    ends: BTreeMap<u64, Finish>,
+    /// Whether this is the batch of the one flush allowed at a time.
+    flush: bool,
 }
 
 impl FinishBatch {
-    /// Counts a write that will take the queued ends.
-    fn reserve(inner: &Arc<StoreInner>) -> Self {
-        inner.finishes().writes += 1;
-        Self::reserved(inner.clone())
-    }
-
-    /// Wraps a write already counted in [`FinishQueue::writes`].
-    fn reserved(inner: Arc<StoreInner>) -> Self {
+    /// A batch of a write that records the ends besides its own work.
+    fn alongside(inner: &Arc<StoreInner>) -> Self {
         Self {
-            inner,
-            ends: Vec::new(),
+            inner: inner.clone(),
+            ends: BTreeMap::new(),
+            flush: false,
         }
     }
 
-    /// Takes every queued end.
-    fn take(&mut self) -> &[(u64, Finish)] {
-        let taken = std::mem::take(&mut self.inner.finishes().pending);
+    /// Takes every pending end, and returns whether there was any.
+    fn take(&mut self) -> bool {
+        let mut queue = self.inner.finishes();
+        let taken = std::mem::take(&mut queue.pending);
+        queue.held.extend(taken.keys().copied());
+        drop(queue);
         self.ends.extend(taken);
-        &self.ends
+        !self.ends.is_empty()
+    }
+
+    fn ends(&self) -> impl Iterator<Item = &Finish> {
+        self.ends.values()
     }
 
     /// Marks the taken ends as committed.
     fn written(mut self) {
+        let mut queue = self.inner.finishes();
+        for ticket in self.ends.keys() {
+            queue.held.remove(ticket);
+        }
+        drop(queue);
         self.ends.clear();
     }
 }
@@ -304,12 +323,13 @@ impl FinishBatch {
 impl Drop for FinishBatch {
     fn drop(&mut self) {
         let mut queue = self.inner.finishes();
-        if !self.ends.is_empty() {
-            let newer = std::mem::take(&mut queue.pending);
-            queue.pending = std::mem::take(&mut self.ends);
-            queue.pending.extend(newer);
+        for ticket in self.ends.keys() {
+            queue.held.remove(ticket);
         }
-        queue.writes -= 1;
+        queue.pending.append(&mut self.ends);
+        if self.flush {
+            queue.flushing = false;
+        }
         drop(queue);
         self.inner.settled.notify_waiters();
     }
@@ -901,7 +921,8 @@ impl Store {
                 return Ok((batch, false));
             }
             let _turn = writer_turn(&inner);
-            let ends = FinishBatch::reserve(&inner);
+            let mut ends = FinishBatch::alongside(&inner);
+            ends.take();
             let (moved, batch) = write_with_queued_finishes(ends, connection, |connection| {
                 let due = load_due_now(connection, &queue, now, limit)?;
                 let claims = claim_rows(connection, due, now, &runner)?;
@@ -972,37 +993,45 @@ impl Store {
         let mut queue = self.inner.finishes();
         queue.last_ticket += 1;
         let ticket = queue.last_ticket;
-        queue.pending.push((ticket, finish));
+        queue.pending.insert(ticket, finish);
         ticket
     }
 
     /// Returns once the end queued under `ticket` is written. One caller
-    /// at a time writes every queued end in one transaction, unless
+    /// at a time writes every pending end in one transaction, unless
     /// another write took them already; the others wait for it on the
-    /// runtime rather than on a blocking thread. On an error the ends stay
-    /// queued, so calling it again retries.
+    /// runtime rather than on a blocking thread each. On an error the ends
+    /// stay queued, so calling it again retries.
     pub(crate) async fn flush_finish(&self, ticket: u64) -> Result<()> {
-        let ends = loop {
+        let mut ends = loop {
             let settled = self.inner.settled.notified();
             {
                 let mut queue = self.inner.finishes();
-                if queue.writes == 0 {
-                    if !queue.pending.iter().any(|(queued, _)| *queued == ticket) {
-                        return Ok(());
-                    }
-                    queue.writes += 1;
-                    break FinishBatch::reserved(self.inner.clone());
+                if queue.is_written(ticket) {
+                    return Ok(());
+                }
+                if queue.pending.contains_key(&ticket) && !queue.flushing {
+                    queue.flushing = true;
+                    let mut ends = FinishBatch::alongside(&self.inner);
+                    ends.flush = true;
+                    break ends;
                 }
             }
             settled.await;
         };
         let moved = on_backend!(self, |connection, inner| {
             let _turn = writer_turn(&inner);
-            write_with_queued_finishes(ends, connection, |_| Ok(())).map(|(moved, ())| moved)
+            // A claim may have written them while this waited for its turn.
+            if !ends.take() {
+                return Ok(None);
+            }
+            write_with_queued_finishes(ends, connection, |_| Ok(())).map(|(moved, ())| Some(moved))
         })?;
-        self.count_write();
-        if moved {
-            self.notify_change();
+        if let Some(moved) = moved {
+            self.count_write();
+            if moved {
+                self.notify_change();
+            }
         }
         Ok(())
     }
@@ -1283,6 +1312,62 @@ impl QueryId for QueueIs<'_> {
     const HAS_STATIC_QUERY_ID: bool = false;
 }
 
+/// The statement that records the end of an execution.
+///
+/// diesel compiles an `UPDATE` built with its query builder again at
+/// every use; this one has a fixed text, so each connection keeps it
+/// compiled, which halves the database's work per execution on SQLite.
+#[derive(Debug, Clone, Copy)]
+struct RecordEnd<'a> {
+    id: i64,
+    status: &'a str,
+    /// When the command started, if later than the claim's start.
+    started: Option<StoredTime>,
+    ended: StoredTime,
+    runtime_seconds: f64,
+    output: &'a str,
+}
+
+impl RecordEnd<'_> {
+    const SQL: [&'static str; 6] = [
+        "UPDATE quicksilver_executions SET status = ",
+        ", started = COALESCE(",
+        ", started), ended = ",
+        ", runtime_seconds = ",
+        ", output = ",
+        " WHERE id = ",
+    ];
+}
+
+/// The statement that inserts an execution row, with `RETURNING id` when
+/// `RETURNING_ID` is set (SQLite and PostgreSQL). diesel builds the text of
+/// an insert of optional values anew at every use; this one is fixed, so
+/// the connection keeps it compiled.
+#[derive(Debug, Clone, Copy)]
+struct ExecutionInsert<'a, const RETURNING_ID: bool>(&'a InsertExecution<'a>);
+
+/// The [`QueryId`] of an [`ExecutionInsert`].
+#[derive(Debug)]
+struct ExecutionInsertQuery<const RETURNING_ID: bool>;
+
+impl<const RETURNING_ID: bool> QueryId for ExecutionInsert<'_, RETURNING_ID> {
+    type QueryId = ExecutionInsertQuery<RETURNING_ID>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl diesel::query_builder::Query for ExecutionInsert<'_, true> {
+    type SqlType = diesel::sql_types::BigInt;
+}
+
+/// The [`QueryId`] of every [`RecordEnd`]: its text never changes.
+#[derive(Debug)]
+struct RecordEndQuery;
+
+impl QueryId for RecordEnd<'_> {
+    type QueryId = RecordEndQuery;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1317,6 +1402,127 @@ mod tests {
             .count();
         assert_eq!(searches, 2, "both lookups search the index:\n{text}");
         assert!(!text.contains("SCAN"), "no lookup scans a table:\n{text}");
+    }
+
+    /// Claims `count` tasks that each run every minute, due now.
+    async fn claim_tasks(store: &Store, count: usize, now: DateTime<Utc>) -> Vec<Claim> {
+        for _ in 0..count {
+            let schedule = crate::Schedule::every(60).expect("schedule");
+            store
+                .add_task(NewTask::new("noop", schedule))
+                .await
+                .expect("task added");
+        }
+        let batch = store
+            .claim_due("default", now, count, "test-runner", false)
+            .await
+            .expect("claimed");
+        assert_eq!(batch.claims.len(), count);
+        batch.claims
+    }
+
+    fn success(claim: &Claim, now: DateTime<Utc>) -> Finish {
+        Finish {
+            execution_id: claim.execution_id,
+            task_id: Some(claim.task.id),
+            status: Status::Success,
+            started: None,
+            ended: now,
+            runtime: Duration::from_millis(1),
+            output: format!("end of {}", claim.execution_id),
+            next_run: None,
+        }
+    }
+
+    async fn assert_all_recorded(store: &Store, count: usize) {
+        let recorded = store
+            .executions(ExecutionFilter {
+                limit: 1_000,
+                ..ExecutionFilter::default()
+            })
+            .await
+            .expect("executions");
+        assert_eq!(recorded.len(), count);
+        for execution in recorded {
+            assert_eq!(execution.status, Status::Success, "{execution:?}");
+            assert_eq!(execution.output, format!("end of {}", execution.id));
+        }
+        let queue = store.inner.finishes();
+        assert!(queue.pending.is_empty() && queue.held.is_empty() && !queue.flushing);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn queued_ends_are_written_in_one_transaction() {
+        let folder = tempfile::tempdir().expect("temporary folder");
+        let store = Store::open(&folder.path().join("ends.sqlite3").to_string_lossy())
+            .await
+            .expect("store opens");
+        let now = Utc::now() + TimeDelta::seconds(120);
+        let claims = claim_tasks(&store, 200, now).await;
+
+        let tickets: Vec<u64> = claims
+            .iter()
+            .map(|claim| store.queue_finish(success(claim, now)))
+            .collect();
+        let writes_before = store.inner.writes.load(Ordering::Relaxed);
+        let mut flushes = tokio::task::JoinSet::new();
+        for ticket in tickets {
+            let store = store.clone();
+            flushes.spawn(async move { store.flush_finish(ticket).await });
+        }
+        let all = async {
+            while let Some(joined) = flushes.join_next().await {
+                joined.expect("flush task").expect("end recorded");
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(30), all)
+            .await
+            .expect("every flush returns");
+        let writes = store.inner.writes.load(Ordering::Relaxed) - writes_before;
+        assert_eq!(writes, 1, "200 queued ends took {writes} transactions");
+        assert_all_recorded(&store, 200).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn ends_flushed_beside_claims_are_all_written() {
+        let folder = tempfile::tempdir().expect("temporary folder");
+        let store = Store::open(&folder.path().join("ends.sqlite3").to_string_lossy())
+            .await
+            .expect("store opens");
+        let now = Utc::now() + TimeDelta::seconds(120);
+        let claims = claim_tasks(&store, 300, now).await;
+
+        // Claims of an empty queue write the queued ends as they go.
+        let claiming = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for _ in 0..50 {
+                    store
+                        .claim_due("other", now, 10, "test-runner", true)
+                        .await
+                        .expect("claim");
+                    tokio::task::yield_now().await;
+                }
+            })
+        };
+        let mut ends = tokio::task::JoinSet::new();
+        for claim in claims {
+            let store = store.clone();
+            ends.spawn(async move {
+                let ticket = store.queue_finish(success(&claim, now));
+                store.flush_finish(ticket).await
+            });
+        }
+        let all = async {
+            while let Some(joined) = ends.join_next().await {
+                joined.expect("end task").expect("end recorded");
+            }
+            claiming.await.expect("claims");
+        };
+        tokio::time::timeout(Duration::from_secs(30), all)
+            .await
+            .expect("every flush returns");
+        assert_all_recorded(&store, 300).await;
     }
 
     #[test]

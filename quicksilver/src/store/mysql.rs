@@ -86,9 +86,7 @@ pub(super) fn insert_execution_row(
     connection: &mut Conn,
     row: &InsertExecution<'_>,
 ) -> Result<i64> {
-    diesel::insert_into(executions::table)
-        .values(row)
-        .execute(connection)?;
+    ExecutionInsert::<false>(row).execute(connection)?;
     last_insert_id(connection)
 }
 

@@ -16,42 +16,37 @@ pub(super) fn write_in_turn<T>(
     begin_write(connection, work)
 }
 
-/// Runs `work` in a write transaction that first records every
-/// queued execution end, and returns whether one of them moved a task's
+/// Runs `work` in a write transaction that first records the execution
+/// ends taken into `ends`, and returns whether one of them moved a task's
 /// next run. The caller must have the writer turn. When the transaction
 /// fails, the ends go back to the queue.
 pub(super) fn write_with_queued_finishes<T>(
-    mut ends: FinishBatch,
+    ends: FinishBatch,
     connection: &mut Conn,
     work: impl FnOnce(&mut Conn) -> Result<T>,
 ) -> Result<(bool, T)> {
-    let batch = ends.take();
     let value = begin_write(connection, |connection| {
-        for (_, finish) in batch {
+        for finish in ends.ends() {
             write_finish(connection, finish)?;
         }
         work(connection)
     })?;
-    let moved = batch.iter().any(|(_, finish)| finish.next_run.is_some());
+    let moved = ends.ends().any(|finish| finish.next_run.is_some());
     ends.written();
     Ok((moved, value))
 }
 
 /// Writes the end of one execution, and the next run its command chose.
 pub(super) fn write_finish(connection: &mut Conn, finish: &Finish) -> Result<()> {
-    if let Some(started) = finish.started {
-        diesel::update(executions::table.find(finish.execution_id))
-            .set(executions::started.eq(to_db(started)))
-            .execute(connection)?;
+    RecordEnd {
+        id: finish.execution_id,
+        status: finish.status.as_str(),
+        started: finish.started.map(to_db),
+        ended: to_db(finish.ended),
+        runtime_seconds: finish.runtime.as_secs_f64(),
+        output: &finish.output,
     }
-    diesel::update(executions::table.find(finish.execution_id))
-        .set((
-            executions::status.eq(finish.status.as_str()),
-            executions::ended.eq(to_db(finish.ended)),
-            executions::runtime_seconds.eq(finish.runtime.as_secs_f64()),
-            executions::output.eq(&finish.output),
-        ))
-        .execute(connection)?;
+    .execute(connection)?;
     if let (Some(task_id), Some(next_run)) = (finish.task_id, finish.next_run) {
         diesel::update(tasks::table.find(task_id))
             .set((
@@ -216,6 +211,63 @@ impl QueryFragment<Db> for QueueIs<'_> {
     }
 }
 
+
+impl QueryFragment<Db> for RecordEnd<'_> {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, Db>,
+    ) -> QueryResult<()> {
+        use diesel::sql_types::{BigInt, Double, Nullable, Text};
+        let [status, started, ended, runtime, output, id] = Self::SQL;
+        out.push_sql(status);
+        out.push_bind_param::<Text, _>(self.status)?;
+        out.push_sql(started);
+        out.push_bind_param::<Nullable<UtcTime>, _>(&self.started)?;
+        out.push_sql(ended);
+        out.push_bind_param::<UtcTime, _>(&self.ended)?;
+        out.push_sql(runtime);
+        out.push_bind_param::<Double, _>(&self.runtime_seconds)?;
+        out.push_sql(output);
+        out.push_bind_param::<Text, _>(self.output)?;
+        out.push_sql(id);
+        out.push_bind_param::<BigInt, _>(&self.id)
+    }
+}
+
+impl RunQueryDsl<Conn> for RecordEnd<'_> {}
+
+impl<const RETURNING_ID: bool> QueryFragment<Db> for ExecutionInsert<'_, RETURNING_ID> {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, Db>,
+    ) -> QueryResult<()> {
+        use diesel::sql_types::{BigInt, Nullable, Text};
+        let row = self.0;
+        out.push_sql(
+            "INSERT INTO quicksilver_executions \
+             (task_id, command, arguments, queue, status, due_at, started, runner) VALUES (",
+        );
+        out.push_bind_param::<Nullable<BigInt>, _>(&row.task_id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(row.command)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(&row.arguments)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Text>, _>(&row.queue)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(row.status)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<UtcTime>, _>(&row.due_at)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<UtcTime>, _>(&row.started)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Text>, _>(&row.runner)?;
+        out.push_sql(if RETURNING_ID { ") RETURNING id" } else { ")" });
+        Ok(())
+    }
+}
+
+impl<const RETURNING_ID: bool> RunQueryDsl<Conn> for ExecutionInsert<'_, RETURNING_ID> {}
 
 /// Returns the query that lists the tasks of `queue` in the order they
 /// fall due. Its first row is the next due time.

@@ -160,10 +160,7 @@ pub(super) fn insert_execution_row(
     connection: &mut Conn,
     row: &InsertExecution<'_>,
 ) -> Result<i64> {
-    Ok(diesel::insert_into(executions::table)
-        .values(row)
-        .returning(executions::id)
-        .get_result(connection)?)
+    Ok(ExecutionInsert::<true>(row).get_result(connection)?)
 }
 
 /// Returns PostgreSQL's plans of the due lookups of `queue`.

@@ -26,16 +26,47 @@ pub struct UtcTime;
 #[allow(unreachable_pub)]
 pub struct StoredTime(pub NaiveDateTime);
 
+/// How times are written to SQLite: diesel's text form, `%F %T%.f`
+/// (`2026-12-05 10:00:00.25`), which sorts as the times do.
+#[cfg(feature = "sqlite")]
+const SQLITE_FORMAT: &str = "%F %T%.f";
+
+/// [`SQLITE_FORMAT`] parsed once: chrono's `format` and `parse_from_str`
+/// parse their format string at every call, which showed in profiles of
+/// busy runners.
+#[cfg(feature = "sqlite")]
+fn sqlite_format() -> &'static [chrono::format::Item<'static>] {
+    static ITEMS: std::sync::OnceLock<Vec<chrono::format::Item<'static>>> =
+        std::sync::OnceLock::new();
+    ITEMS.get_or_init(|| {
+        chrono::format::StrftimeItems::new(SQLITE_FORMAT)
+            .parse_to_owned()
+            .expect("the SQLite time format is valid")
+    })
+}
+
 #[cfg(feature = "sqlite")]
 impl ToSql<UtcTime, diesel::sqlite::Sqlite> for StoredTime {
     fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, diesel::sqlite::Sqlite>) -> serialize::Result {
-        ToSql::<diesel::sql_types::Timestamp, diesel::sqlite::Sqlite>::to_sql(&self.0, out)
+        out.set_value(self.0.format_with_items(sqlite_format().iter()).to_string());
+        Ok(serialize::IsNull::No)
     }
 }
 
 #[cfg(feature = "sqlite")]
 impl FromSql<UtcTime, diesel::sqlite::Sqlite> for StoredTime {
-    fn from_sql(value: diesel::sqlite::SqliteValue<'_, '_, '_>) -> deserialize::Result<Self> {
+    fn from_sql(mut value: diesel::sqlite::SqliteValue<'_, '_, '_>) -> deserialize::Result<Self> {
+        // Times this crate wrote have the one format; others, such as ones
+        // a person typed into the database, take diesel's longer search.
+        if value.value_type() == Some(diesel::sqlite::SqliteType::Text) {
+            let mut parsed = chrono::format::Parsed::new();
+            let read =
+                chrono::format::parse(&mut parsed, value.read_text(), sqlite_format().iter())
+                    .and_then(|()| parsed.to_naive_datetime_with_offset(0));
+            if let Ok(time) = read {
+                return Ok(StoredTime(time));
+            }
+        }
         FromSql::<diesel::sql_types::Timestamp, diesel::sqlite::Sqlite>::from_sql(value)
             .map(StoredTime)
     }
@@ -67,5 +98,66 @@ impl FromSql<UtcTime, diesel::mysql::Mysql> for StoredTime {
     fn from_sql(value: diesel::mysql::MysqlValue<'_>) -> deserialize::Result<Self> {
         FromSql::<diesel::sql_types::Datetime, diesel::mysql::Mysql>::from_sql(value)
             .map(StoredTime)
+    }
+}
+
+#[cfg(all(test, feature = "sqlite"))]
+mod tests {
+    use chrono::{NaiveDate, NaiveDateTime};
+    use diesel::connection::Connection as _;
+    use diesel::dsl::sql;
+    use diesel::{IntoSql as _, RunQueryDsl as _};
+
+    use super::{StoredTime, UtcTime};
+
+    fn time(nanos: u32) -> NaiveDateTime {
+        NaiveDate::from_ymd_opt(2026, 12, 5)
+            .and_then(|day| day.and_hms_nano_opt(10, 0, 7, nanos))
+            .expect("valid time")
+    }
+
+    #[test]
+    fn sqlite_times_keep_their_precision_and_diesel_text_form() {
+        let mut connection =
+            diesel::SqliteConnection::establish(":memory:").expect("in-memory database");
+        for (nanos, text) in [
+            (0, "2026-12-05 10:00:07"),
+            (250_000_000, "2026-12-05 10:00:07.250"),
+            (123_456_000, "2026-12-05 10:00:07.123456"),
+            (123_456_789, "2026-12-05 10:00:07.123456789"),
+        ] {
+            let stored = StoredTime(time(nanos));
+            let written: String = diesel::select(
+                sql::<diesel::sql_types::Text>("CAST(")
+                    .bind::<UtcTime, _>(stored)
+                    .sql(" AS TEXT)"),
+            )
+            .get_result(&mut connection)
+            .expect("written");
+            assert_eq!(written, text);
+            let read: StoredTime = diesel::select(stored.into_sql::<UtcTime>())
+                .get_result(&mut connection)
+                .expect("read");
+            assert_eq!(read, stored);
+        }
+    }
+
+    #[test]
+    fn sqlite_times_in_other_forms_are_read() {
+        let mut connection =
+            diesel::SqliteConnection::establish(":memory:").expect("in-memory database");
+        for (text, expected) in [
+            ("'2026-12-05T10:00:07'", time(0)),
+            ("'2026-12-05 10:00:07.5Z'", time(500_000_000)),
+            (
+                "'2026-12-05 10:00'",
+                time(0) - chrono::TimeDelta::seconds(7),
+            ),
+        ] {
+            let read: StoredTime = diesel::select(sql::<UtcTime>(text))
+                .get_result(&mut connection)
+                .unwrap_or_else(|error| panic!("{text}: {error}"));
+            assert_eq!(read.0, expected, "{text}");
+        }
     }
 }

@@ -74,10 +74,7 @@ pub(super) fn insert_execution_row(
     connection: &mut Conn,
     row: &InsertExecution<'_>,
 ) -> Result<i64> {
-    Ok(diesel::insert_into(executions::table)
-        .values(row)
-        .returning(executions::id)
-        .get_result(connection)?)
+    Ok(ExecutionInsert::<true>(row).get_result(connection)?)
 }
 
 /// Returns when the next task of `queue` falls due. Rows are read from
