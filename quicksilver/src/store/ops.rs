@@ -218,18 +218,17 @@ impl QueryFragment<Db> for RecordEnd<'_> {
         mut out: diesel::query_builder::AstPass<'_, 'b, Db>,
     ) -> QueryResult<()> {
         use diesel::sql_types::{BigInt, Double, Nullable, Text};
-        let [status, started, ended, runtime, output, id] = Self::SQL;
-        out.push_sql(status);
+        out.push_sql("UPDATE quicksilver_executions SET status = ");
         out.push_bind_param::<Text, _>(self.status)?;
-        out.push_sql(started);
+        out.push_sql(", started = COALESCE(");
         out.push_bind_param::<Nullable<UtcTime>, _>(&self.started)?;
-        out.push_sql(ended);
+        out.push_sql(", started), ended = ");
         out.push_bind_param::<UtcTime, _>(&self.ended)?;
-        out.push_sql(runtime);
+        out.push_sql(", runtime_seconds = ");
         out.push_bind_param::<Double, _>(&self.runtime_seconds)?;
-        out.push_sql(output);
+        out.push_sql(", output = ");
         out.push_bind_param::<Text, _>(self.output)?;
-        out.push_sql(id);
+        out.push_sql(" WHERE id = ");
         out.push_bind_param::<BigInt, _>(&self.id)
     }
 }

@@ -64,8 +64,8 @@ pub(crate) struct ExecutionRow {
     pub(crate) runner: Option<String>,
 }
 
-#[derive(Debug, Insertable)]
-#[diesel(table_name = quicksilver_executions)]
+/// The values of a new execution row, written by `ExecutionInsert`.
+#[derive(Debug)]
 pub(crate) struct InsertExecution<'a> {
     pub(crate) task_id: Option<i64>,
     pub(crate) command: &'a str,
