@@ -997,10 +997,11 @@ impl Store {
         ticket
     }
 
-    /// Returns once the end queued under `ticket` is written. One caller
-    /// at a time writes every pending end in one transaction, unless
-    /// another write took them already; the others wait for it on the
-    /// runtime rather than on a blocking thread each. On an error the ends
+    /// Returns once the end queued under `ticket` is written.
+    ///
+    /// One caller at a time writes every pending end in one transaction,
+    /// unless another write took them already. The other callers wait on
+    /// the runtime, not on a blocking thread each. On an error the ends
     /// stay queued, so calling it again retries.
     pub(crate) async fn flush_finish(&self, ticket: u64) -> Result<()> {
         let mut ends = loop {
@@ -1437,7 +1438,9 @@ mod tests {
             assert_eq!(execution.output, format!("end of {}", execution.id));
         }
         let queue = store.inner.finishes();
-        assert!(queue.pending.is_empty() && queue.held.is_empty() && !queue.flushing);
+        assert!(queue.pending.is_empty(), "ends left pending");
+        assert!(queue.held.is_empty(), "ends left held");
+        assert!(!queue.flushing, "a flush left marked");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

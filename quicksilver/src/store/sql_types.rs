@@ -26,8 +26,8 @@ pub struct UtcTime;
 #[allow(unreachable_pub)]
 pub struct StoredTime(pub NaiveDateTime);
 
-/// How times are written to SQLite: diesel's text form, `%F %T%.f`
-/// (`2026-12-05 10:00:00.25`), which sorts as the times do.
+/// The text form of times on SQLite, diesel's `%F %T%.f`
+/// (`2026-12-05 10:00:00.250`), which sorts as the times do.
 #[cfg(feature = "sqlite")]
 const SQLITE_FORMAT: &str = "%F %T%.f";
 
@@ -117,7 +117,7 @@ mod tests {
     }
 
     #[test]
-    fn sqlite_times_keep_their_precision_and_diesel_text_form() {
+    fn sqlite_times_round_trip_in_diesel_form() {
         let mut connection =
             diesel::SqliteConnection::establish(":memory:").expect("in-memory database");
         for (nanos, text) in [
