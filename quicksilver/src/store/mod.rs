@@ -1394,8 +1394,13 @@ mod tests {
         assert!(!text.contains("SCAN"), "no lookup scans a table:\n{text}");
     }
 
-    /// Claims `count` tasks that each run every minute, due now.
-    async fn claim_tasks(store: &Store, count: usize, now: DateTime<Utc>) -> Vec<Claim> {
+    /// A store in a new SQLite file with `count` tasks that run every
+    /// minute, each claimed at the returned time.
+    async fn claimed_tasks(count: usize) -> (tempfile::TempDir, Store, DateTime<Utc>, Vec<Claim>) {
+        let folder = tempfile::tempdir().expect("temporary folder");
+        let store = Store::open(&folder.path().join("ends.sqlite3").to_string_lossy())
+            .await
+            .expect("store opens");
         for _ in 0..count {
             let schedule = crate::Schedule::every(60).expect("schedule");
             store
@@ -1403,12 +1408,13 @@ mod tests {
                 .await
                 .expect("task added");
         }
+        let now = Utc::now() + TimeDelta::seconds(120);
         let batch = store
             .claim_due("default", now, count, "test-runner", false)
             .await
             .expect("claimed");
         assert_eq!(batch.claims.len(), count);
-        batch.claims
+        (folder, store, now, batch.claims)
     }
 
     fn success(claim: &Claim, now: DateTime<Utc>) -> Finish {
@@ -1445,12 +1451,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn queued_ends_are_written_in_one_transaction() {
-        let folder = tempfile::tempdir().expect("temporary folder");
-        let store = Store::open(&folder.path().join("ends.sqlite3").to_string_lossy())
-            .await
-            .expect("store opens");
-        let now = Utc::now() + TimeDelta::seconds(120);
-        let claims = claim_tasks(&store, 200, now).await;
+        let (_folder, store, now, claims) = claimed_tasks(200).await;
 
         let tickets: Vec<u64> = claims
             .iter()
@@ -1477,12 +1478,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn ends_flushed_beside_claims_are_all_written() {
-        let folder = tempfile::tempdir().expect("temporary folder");
-        let store = Store::open(&folder.path().join("ends.sqlite3").to_string_lossy())
-            .await
-            .expect("store opens");
-        let now = Utc::now() + TimeDelta::seconds(120);
-        let claims = claim_tasks(&store, 300, now).await;
+        let (_folder, store, now, claims) = claimed_tasks(300).await;
 
         // Claims of an empty queue write the queued ends as they go.
         let claiming = {
