@@ -214,8 +214,8 @@ struct StoreInner {
     writes: AtomicU64,
     /// Execution ends waiting for the next write transaction.
     finishes: Mutex<FinishQueue>,
-    /// Woken each time a write that took queued ends, or a flush that was
-    /// about to, has committed them or put them back.
+    /// Notified each time a write that took queued ends commits them or
+    /// puts them back, and each time a flush ends.
     settled: tokio::sync::Notify,
 }
 
@@ -257,27 +257,28 @@ pub(crate) struct FileStamp {
 
 /// Execution ends queued for the next write, by ticket.
 ///
-/// An end is first `pending`; a write takes every pending end, which
-/// `held` then lists until the write commits them or puts them back. An
-/// end of a given ticket that is in neither is written.
+/// An end is first `pending`. A write takes every pending end, and
+/// `in_flight` lists them until the write commits them or puts them back.
+/// An end whose ticket is in neither is written.
 #[derive(Debug, Default)]
 struct FinishQueue {
     pending: BTreeMap<u64, Finish>,
-    held: HashSet<u64>,
+    in_flight: HashSet<u64>,
     last_ticket: u64,
-    /// Whether a [`Store::flush_finish`] call is writing; one at a time.
+    /// Whether a [`Store::flush_finish`] call is writing. Only one writes
+    /// at a time.
     flushing: bool,
 }
 
 impl FinishQueue {
     fn is_written(&self, ticket: u64) -> bool {
-        !self.pending.contains_key(&ticket) && !self.held.contains(&ticket)
+        !self.pending.contains_key(&ticket) && !self.in_flight.contains(&ticket)
     }
 }
 
-/// A write's hold on queued ends: it takes every pending end, and puts
-/// them back unless [`FinishBatch::written`] says they were committed.
-/// Dropping it wakes the waiters of [`Store::flush_finish`].
+/// The queued ends that one write took. Unless [`FinishBatch::written`]
+/// marks them committed, dropping the batch puts them back in the queue.
+/// Dropping it also wakes the waiters of [`Store::flush_finish`].
 struct FinishBatch {
     inner: Arc<StoreInner>,
     ends: BTreeMap<u64, Finish>,
@@ -286,7 +287,8 @@ struct FinishBatch {
 }
 
 impl FinishBatch {
-    /// A batch of a write that records the ends besides its own work.
+    /// Creates the batch of a write that records the ends beside its own
+    /// work.
     fn alongside(inner: &Arc<StoreInner>) -> Self {
         Self {
             inner: inner.clone(),
@@ -298,10 +300,10 @@ impl FinishBatch {
     /// Takes every pending end, and returns whether there was any.
     fn take(&mut self) -> bool {
         let mut queue = self.inner.finishes();
-        let taken = std::mem::take(&mut queue.pending);
-        queue.held.extend(taken.keys().copied());
+        let pending = std::mem::take(&mut queue.pending);
+        queue.in_flight.extend(pending.keys().copied());
         drop(queue);
-        self.ends.extend(taken);
+        self.ends.extend(pending);
         !self.ends.is_empty()
     }
 
@@ -313,7 +315,7 @@ impl FinishBatch {
     fn written(mut self) {
         let mut queue = self.inner.finishes();
         for ticket in self.ends.keys() {
-            queue.held.remove(ticket);
+            queue.in_flight.remove(ticket);
         }
         drop(queue);
         self.ends.clear();
@@ -324,7 +326,7 @@ impl Drop for FinishBatch {
     fn drop(&mut self) {
         let mut queue = self.inner.finishes();
         for ticket in self.ends.keys() {
-            queue.held.remove(ticket);
+            queue.in_flight.remove(ticket);
         }
         queue.pending.append(&mut self.ends);
         if self.flush {
@@ -1394,8 +1396,8 @@ mod tests {
         assert!(!text.contains("SCAN"), "no lookup scans a table:\n{text}");
     }
 
-    /// A store in a new SQLite file with `count` tasks that run every
-    /// minute, each claimed at the returned time.
+    /// Opens a store in a new SQLite file, adds `count` tasks that run
+    /// every minute, and claims them all at the returned time.
     async fn claimed_tasks(count: usize) -> (tempfile::TempDir, Store, DateTime<Utc>, Vec<Claim>) {
         let folder = tempfile::tempdir().expect("temporary folder");
         let store = Store::open(&folder.path().join("ends.sqlite3").to_string_lossy())
@@ -1445,7 +1447,7 @@ mod tests {
         }
         let queue = store.inner.finishes();
         assert!(queue.pending.is_empty(), "ends left pending");
-        assert!(queue.held.is_empty(), "ends left held");
+        assert!(queue.in_flight.is_empty(), "ends left in flight");
         assert!(!queue.flushing, "a flush left marked");
     }
 

@@ -56,8 +56,8 @@ impl ToSql<UtcTime, diesel::sqlite::Sqlite> for StoredTime {
 #[cfg(feature = "sqlite")]
 impl FromSql<UtcTime, diesel::sqlite::Sqlite> for StoredTime {
     fn from_sql(mut value: diesel::sqlite::SqliteValue<'_, '_, '_>) -> deserialize::Result<Self> {
-        // Times this crate wrote have the one format; others, such as ones
-        // a person typed into the database, take diesel's longer search.
+        // Times this crate wrote have this one format. Other forms, such as
+        // a time a person typed into the database, go through diesel's search.
         if value.value_type() == Some(diesel::sqlite::SqliteType::Text) {
             let mut parsed = chrono::format::Parsed::new();
             let read =
